@@ -1,0 +1,37 @@
+// Logging: one facility for the whole process, one named logger per component.
+//
+//   auto log = mann::log::Get("store");
+//   log->warn("commit failed file={} error={}: check free disk space", path, status.ToString());
+//
+// Messages start with the event, carry ids as key=value pairs, and a warning says what the
+// operator can do. spdlog checks the level before formatting, so debug lines cost little when
+// disabled.
+//
+// Thread-safety: loggers are safe to use from any thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <spdlog/spdlog.h>
+
+#include <mann/core/status.h>
+
+namespace mann::log {
+
+struct LogOptions {
+  std::string level = "info";  // trace, debug, info, warn, error, critical, off
+  std::string file;            // empty: standard error
+};
+
+// Parses a level name; InvalidArgument for anything else.
+Result<spdlog::level::level_enum> ParseLevel(std::string_view name);
+
+// (Re)configures every logger; loggers created earlier keep working with the new sinks.
+Status Configure(const LogOptions& options);
+
+// The logger for `component`, created on first use.
+std::shared_ptr<spdlog::logger> Get(const std::string& component);
+
+}  // namespace mann::log

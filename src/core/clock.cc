@@ -1,0 +1,17 @@
+#include <mann/core/clock.h>
+
+#include <chrono>
+
+namespace mann {
+
+TimestampMs SystemClock::NowMs() const {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+const SystemClock& SystemClock::Instance() {
+  static const SystemClock clock;
+  return clock;
+}
+
+}  // namespace mann
