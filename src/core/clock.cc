@@ -1,6 +1,6 @@
-#include <mann/core/clock.h>
-
 #include <chrono>
+
+#include <mann/core/clock.h>
 
 namespace mann {
 

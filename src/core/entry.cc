@@ -4,21 +4,30 @@ namespace mann {
 
 std::string_view WriteActionName(WriteAction action) {
   switch (action) {
-    case WriteAction::kAdd: return "ADD";
-    case WriteAction::kUpdate: return "UPDATE";
-    case WriteAction::kDelete: return "DELETE";
-    case WriteAction::kNoop: return "NOOP";
+    case WriteAction::kAdd:
+      return "ADD";
+    case WriteAction::kUpdate:
+      return "UPDATE";
+    case WriteAction::kDelete:
+      return "DELETE";
+    case WriteAction::kNoop:
+      return "NOOP";
   }
   return "NOOP";
 }
 
 std::string_view HistoryActionName(HistoryAction action) {
   switch (action) {
-    case HistoryAction::kCreate: return "create";
-    case HistoryAction::kUpdate: return "update";
-    case HistoryAction::kDelete: return "delete";
-    case HistoryAction::kEvict: return "evict";
-    case HistoryAction::kNoop: return "noop";
+    case HistoryAction::kCreate:
+      return "create";
+    case HistoryAction::kUpdate:
+      return "update";
+    case HistoryAction::kDelete:
+      return "delete";
+    case HistoryAction::kEvict:
+      return "evict";
+    case HistoryAction::kNoop:
+      return "noop";
   }
   return "noop";
 }

@@ -1,6 +1,6 @@
-#include <mann/core/status.h>
-
 #include <gtest/gtest.h>
+
+#include <mann/core/status.h>
 
 namespace mann {
 namespace {

@@ -24,20 +24,20 @@ inline constexpr double kMinImportance = 0.0;
 inline constexpr double kMaxImportance = 3.0;
 
 struct MemoryEntry {
-  std::string id;         // UUIDv7 text form: time-ordered, unique
-  std::string ns;         // namespace
-  std::string content;    // what was said, as given (NFC-normalized)
-  std::string context;    // free text describing where it came from
+  std::string id;                 // UUIDv7 text form: time-ordered, unique
+  std::string ns;                 // namespace
+  std::string content;            // what was said, as given (NFC-normalized)
+  std::string context;            // free text describing where it came from
   std::vector<std::string> tags;  // sorted, unique
   boost::json::object metadata;
-  double importance = 1.0;        // in [kMinImportance, kMaxImportance]
-  std::int64_t usage_count = 0;   // number of reads that returned this entry
+  double importance = 1.0;       // in [kMinImportance, kMaxImportance]
+  std::int64_t usage_count = 0;  // number of reads that returned this entry
   TimestampMs last_access_ms = 0;
   TimestampMs created_ms = 0;
   TimestampMs updated_ms = 0;
-  std::int64_t version = 1;   // 1 on creation, +1 on every update
-  std::string content_hash;   // hex SHA-256 of the folded content (see text::ContentKey)
-  std::string language;       // "en", "vi" or "und"
+  std::int64_t version = 1;  // 1 on creation, +1 on every update
+  std::string content_hash;  // hex SHA-256 of the folded content (see text::ContentKey)
+  std::string language;      // "en", "vi" or "und"
 };
 
 // What the write head decided for one piece of information.

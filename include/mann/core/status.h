@@ -88,7 +88,7 @@ inline Status InternalError(std::string m) { return {StatusCode::kInternal, std:
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : data_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : data_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : data_(std::move(status)) {  // NOLINT: implicit by design
     assert(!std::get<Status>(data_).ok() && "Result constructed from an OK status");
   }
@@ -125,9 +125,9 @@ class [[nodiscard]] Result {
 }  // namespace mann
 
 // Evaluates `expr` (a Status); returns it from the enclosing function when it is not OK.
-#define MANN_RETURN_IF_ERROR(expr)           \
-  do {                                       \
-    ::mann::Status mann_status_ = (expr);    \
+#define MANN_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::mann::Status mann_status_ = (expr);        \
     if (!mann_status_.ok()) return mann_status_; \
   } while (0)
 

@@ -29,7 +29,8 @@ class Encoder {
   virtual std::size_t Dimension() const = 0;
 
   // Encodes each text; out->size() == texts.size() on success.
-  virtual Status EncodeBatch(std::span<const std::string> texts, std::vector<Vector>* out) const = 0;
+  virtual Status EncodeBatch(std::span<const std::string> texts,
+                             std::vector<Vector>* out) const = 0;
 
   // Convenience for one text.
   Result<Vector> Encode(std::string_view text) const;

@@ -24,8 +24,17 @@ struct HashedEncoderOptions {
   std::uint64_t seed = 0x6d616e6e;  // "mann"
 };
 
+// Thread-safety: immutable after construction; EncodeBatch() may run concurrently.
 class HashedEncoder final : public Encoder {
  public:
+  // InvalidArgument unless 8 <= dimension <= 4096, 1 <= char_ngram_min <= char_ngram_max <= 8
+  // and every weight is finite and non-negative.
+  static Status Validate(const HashedEncoderOptions& options);
+  // Validates, then constructs.
+  static Result<HashedEncoder> Create(HashedEncoderOptions options);
+
+  // Prefer Create(). An encoder built from invalid options returns Validate()'s error from
+  // every EncodeBatch() call instead of encoding.
   explicit HashedEncoder(HashedEncoderOptions options = {});
 
   std::string Id() const override;  // "hashed-v1-d<dim>-c<min><max>"
@@ -34,6 +43,7 @@ class HashedEncoder final : public Encoder {
 
  private:
   HashedEncoderOptions options_;
+  Status options_status_;  // Validate(options_)
 };
 
 }  // namespace mann::encode

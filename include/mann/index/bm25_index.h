@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -21,6 +22,7 @@
 
 namespace mann::index {
 
+// Expected ranges: k1 >= 0, b in [0, 1]; values outside are clamped into them.
 struct Bm25Params {
   float k1 = 1.2f;
   float b = 0.75f;
@@ -31,6 +33,7 @@ class Bm25Index {
   explicit Bm25Index(Bm25Params params = {});
 
   // Adds or replaces document `doc` with the given terms (duplicates count as term frequency).
+  // Memory grows with the largest doc id, so ids should be dense (see scored.h).
   void Upsert(DocId doc, std::span<const std::string> terms);
   // Removes `doc`; no effect when absent.
   void Remove(DocId doc);
@@ -38,7 +41,7 @@ class Bm25Index {
   std::size_t size() const;  // live documents
 
   // Top `limit` documents by raw BM25, best first, ties by lower doc id; only documents that
-  // match at least one query term.
+  // match at least one query term. A term repeated in the query counts once.
   std::vector<ScoredDoc> Search(std::span<const std::string> query_terms, std::size_t limit) const;
 
   // As Search(), with each score normalized as described above.
@@ -58,14 +61,24 @@ class Bm25Index {
     std::uint32_t tf;
   };
   struct TermInfo {
-    std::vector<Posting> postings;  // sorted by doc
+    std::vector<Posting> postings;  // sorted by doc, one per live document containing the term
   };
+  using TermMap = std::unordered_map<std::string, TermInfo>;
+  // Map nodes keep their address until erased, and a term is erased only once no document
+  // holds it, so documents may point at their terms' entries.
+  using TermEntry = TermMap::value_type;
+  static constexpr std::uint32_t kAbsent = static_cast<std::uint32_t>(-1);
+
   float Idf(std::size_t df) const;
+  // Unique query terms, in first-seen order.
+  static std::vector<std::string_view> UniqueTerms(std::span<const std::string> terms);
+  // Raw BM25 of every live document matching a term, in no particular order.
+  std::vector<ScoredDoc> ScoreAll(std::span<const std::string_view> terms) const;
 
   Bm25Params params_;
-  std::unordered_map<std::string, TermInfo> terms_;
-  std::vector<std::uint32_t> doc_length_;  // indexed by DocId; 0 = absent
-  std::vector<std::vector<std::string>> doc_terms_;  // unique terms per doc, for Remove()
+  TermMap terms_;
+  std::vector<std::uint32_t> doc_length_;           // indexed by DocId; kAbsent = not live
+  std::vector<std::vector<TermEntry*>> doc_terms_;  // unique terms per doc, for Remove()
   std::size_t live_docs_ = 0;
   std::uint64_t total_length_ = 0;
 };

@@ -9,9 +9,9 @@
 //    (rank from 1). Scores are then rescaled so the best possible (rank 1 in both) is 1.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string_view>
-#include <optional>
 #include <vector>
 
 #include <mann/index/scored.h>

@@ -39,8 +39,8 @@ class FlatVectorIndex {
  private:
   static constexpr std::size_t kNoRow = static_cast<std::size_t>(-1);
   std::size_t dimension_;
-  std::vector<float> data_;          // row-major
-  std::vector<DocId> row_doc_;       // row -> doc
+  std::vector<float> data_;           // row-major
+  std::vector<DocId> row_doc_;        // row -> doc
   std::vector<std::size_t> doc_row_;  // doc -> row, kNoRow when absent
 };
 

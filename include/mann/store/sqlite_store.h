@@ -14,6 +14,7 @@
 // never a crash.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,17 @@ struct SqliteOptions {
   bool read_only = false;
   // Upper bound on mutations grouped into one transaction.
   std::size_t max_group = 512;
+  // Test hook: caps the file at this many pages (PRAGMA max_page_count) so tests can provoke
+  // a full disk without root. 0 leaves SQLite's default (effectively unlimited).
+  std::int64_t max_page_count = 0;
+};
+
+// Counters of the writer thread, for tests and metrics. Monotonic over the store's lifetime.
+struct SqliteStats {
+  std::uint64_t transactions = 0;  // write transactions committed (groups and solo retries)
+  std::uint64_t writes = 0;        // queued writes (mutations, sessions, turns) that landed
+  std::uint64_t failed = 0;        // queued writes that failed and were reported or logged
+  std::uint64_t split_groups = 0;  // groups that failed and were retried one write at a time
 };
 
 class SqliteStore final : public Store {
@@ -36,8 +48,12 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;  // flushes queued work and joins the writer
 
   Status Commit(Mutation m) override;
+  // Joins the same queue as Commit(), so enqueued mutations share group commits.
+  std::future<Status> Enqueue(Mutation m) override;
   void CommitLater(Mutation m) override;
+  // Also returns the first CommitLater() failure since the previous Flush(), if any.
   Status Flush() override;
+  // Scans on a connection of its own, so `fn` may call back into the store.
   Status Load(const std::function<Status(StoredEntry&&)>& fn) override;
   Result<std::vector<HistoryRecord>> History(const std::string& ns,
                                              const std::string& entry_id) override;
@@ -52,6 +68,9 @@ class SqliteStore final : public Store {
 
   // The schema version this build writes.
   static int SchemaVersion();
+
+  // A snapshot of the writer's counters; safe from any thread.
+  SqliteStats Stats() const;
 
  private:
   struct Impl;

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,11 +55,11 @@ struct NamespaceCounters {
 
 // A batch of changes applied all-or-nothing.
 struct Mutation {
-  std::vector<StoredEntry> upserts;     // insert, or replace the entry with the same id
-  std::vector<std::string> deletes;     // entry ids to remove; their history stays
-  std::vector<std::string> forgets;     // entry ids to remove together with all their history
-  std::vector<HistoryRecord> history;   // rows to append (seq is assigned by the store)
-  std::vector<UsageUpdate> usage;       // usage bumps of live entries (missing ids are skipped)
+  std::vector<StoredEntry> upserts;    // insert, or replace the entry with the same id
+  std::vector<std::string> deletes;    // entry ids to remove; their history stays
+  std::vector<std::string> forgets;    // entry ids to remove together with all their history
+  std::vector<HistoryRecord> history;  // rows to append (seq is assigned by the store)
+  std::vector<UsageUpdate> usage;      // usage bumps of live entries (missing ids are skipped)
   std::vector<CounterDelta> counters;
 
   bool empty() const {
@@ -88,6 +89,16 @@ class Store {
 
   // Applies `m` atomically and returns once it is durable. On error nothing of `m` is applied.
   virtual Status Commit(Mutation m) = 0;
+
+  // Queues `m` behind everything queued before it and returns a future that becomes ready with
+  // its outcome once durable. Callers that must keep a global order (the memory bank) enqueue
+  // under their own lock and wait outside it, so concurrent writers share one group commit.
+  // The default commits synchronously, which keeps the order but shares nothing.
+  virtual std::future<Status> Enqueue(Mutation m) {
+    std::promise<Status> done;
+    done.set_value(Commit(std::move(m)));
+    return done.get_future();
+  }
 
   // Queues `m` for the next commit without waiting; for bookkeeping such as usage bumps whose
   // loss in a crash is harmless. Errors are logged, not returned.

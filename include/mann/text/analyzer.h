@@ -54,8 +54,8 @@ Language DetectLanguage(std::string_view text);
 std::vector<std::string> Words(std::string_view text);
 
 struct AnalyzerOptions {
-  bool stem_english = true;       // Snowball English stemmer on words of English text
-  bool drop_stopwords = true;     // a short English and Vietnamese stop list
+  bool stem_english = true;        // Snowball English stemmer on words of English text
+  bool drop_stopwords = true;      // a short English and Vietnamese stop list
   bool vietnamese_bigrams = true;  // Vietnamese words are mostly two syllables: index pairs too
 };
 
@@ -70,7 +70,8 @@ class Analyzer {
   Analyzer& operator=(const Analyzer&) = delete;
 
   // `language` kUnknown means: detect it.
-  std::vector<std::string> Terms(std::string_view text, Language language = Language::kUnknown) const;
+  std::vector<std::string> Terms(std::string_view text,
+                                 Language language = Language::kUnknown) const;
 
   const AnalyzerOptions& options() const { return options_; }
 

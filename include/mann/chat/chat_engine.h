@@ -1,0 +1,76 @@
+// ChatEngine: one conversational turn over the memory bank.
+//
+// A turn reads memories (the read head), produces a reply (a Responder), then lets the write
+// head store what is worth keeping, and persists both sides of the turn in the session:
+//
+//   message --classify--> question | statement | forget request | greeting | thanks
+//      question   : recall -> answer from the best memories, or say plainly nothing is known
+//      statement  : recall (context) -> write head (ADD/UPDATE/NOOP) -> acknowledge
+//      forget     : write head (DELETE) -> confirm what was forgotten, or that nothing matched
+//      greeting, thanks : a short reply; nothing stored
+//
+// Replies are in the language of the message (English or Vietnamese; English otherwise).
+//
+// Thread-safety: Turn() may be called concurrently for different sessions; turns of one
+// session must not overlap (the caller serializes them).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <mann/chat/responder.h>
+#include <mann/core/clock.h>
+#include <mann/core/id.h>
+#include <mann/core/memory_bank.h>
+#include <mann/core/status.h>
+#include <mann/store/store.h>
+
+namespace mann::chat {
+
+struct ChatOptions {
+  double min_relevance = 0.25;     // fused similarity a memory needs to ground an answer
+  std::size_t recall_k = 3;        // memories recalled per turn
+  std::size_t context_turns = 10;  // recent turns handed to the responder
+};
+
+struct TurnResult {
+  std::string session_id;
+  std::string reply;
+  Intent intent = Intent::kStatement;
+  text::Language language = text::Language::kEnglish;
+  std::vector<SearchHit> memories;   // recalled for this turn, best first
+  std::vector<WriteOutcome> writes;  // what the write head did with the message
+  double processing_seconds = 0;
+};
+
+class ChatEngine {
+ public:
+  // All references must outlive the engine.
+  ChatEngine(MemoryBank& bank, store::Store& store, Responder& responder, const Clock& clock,
+             ChatOptions options = {});
+
+  // A new session in namespace `ns`; returns its id.
+  Result<std::string> StartSession(const std::string& ns);
+
+  // Checks that `session_id` exists and belongs to `ns` (NotFound / PermissionDenied otherwise).
+  Status ResumeSession(const std::string& session_id, const std::string& ns);
+
+  // Runs one turn. An empty `session_id` starts a new session. `retrieve` false skips recall
+  // (the API's retrieve_memories flag); the write head still runs.
+  Result<TurnResult> Turn(const std::string& ns, const std::string& session_id,
+                          std::string_view message, bool retrieve = true);
+
+  const ChatOptions& options() const { return options_; }
+
+ private:
+  MemoryBank& bank_;
+  store::Store& store_;
+  Responder& responder_;
+  const Clock& clock_;
+  ChatOptions options_;
+  IdGenerator session_ids_;
+};
+
+}  // namespace mann::chat

@@ -1,0 +1,190 @@
+// Configuration: one table of settings, four layers, typed access.
+//
+// Every setting is described once, in the key table returned by ConfigKeys(): its dotted key, its
+// environment variable (if any), type, default, rule and help. Parsing, validation, Show() and
+// docs/configuration.md all follow that table.
+//
+// Layers, lowest to highest precedence:
+//   1. built-in defaults
+//   2. a TOML file (--config PATH, else $MANN_CONFIG, else none); keys are nested tables:
+//        [server]
+//        port = 8000
+//   3. environment variables (MANN_API_PORT=8000); an empty variable counts as unset
+//   4. command-line overrides ("server.port" -> "8000")
+//
+// Errors: LoadConfig validates everything and reports ALL problems of one load together, one per
+// line, each naming the key, where the value came from (file:line:column, env var, flag), the
+// offending value (secrets are never echoed) and what is allowed, e.g.
+//   MANN_API_PORT="70000" (env): server.port must be an integer in 1..65535
+//
+// Thread-safety: LoadConfig and the other functions are pure over their arguments and safe to
+// call from any thread, except CurrentEnvironment(), which reads `environ` and must not race with
+// setenv(). Config and LoadedConfig are plain values.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <boost/json/object.hpp>
+
+#include <mann/core/status.h>
+
+namespace mann::config {
+
+// ---- Typed settings --------------------------------------------------------------------------
+//
+// Default-constructed fields are zero or empty, NOT the documented defaults: use DefaultConfig()
+// or LoadConfig() for those, so the key table stays the single source of defaults. Enumerated
+// string settings (log.level, storage.backend, retrieval.fusion, encoder.kind) hold the
+// lower-case spelling of an allowed value.
+
+struct ServerConfig {
+  std::string host;  // host name or IP literal to bind
+  int port = 0;      // 1..65535
+};
+
+struct LogConfig {
+  std::string level;  // trace|debug|info|warn|warning|error|critical|off (log::ParseLevel)
+  std::string file;   // empty: standard error
+};
+
+struct MonitoringConfig {
+  bool enabled = false;
+  std::chrono::seconds health_check_interval{0};
+};
+
+struct PagerConfig {
+  bool enabled = false;  // when true, at least one channel (webhook) is set
+  std::string webhook;   // secret; empty or an http(s) URL
+};
+
+struct MemoryConfig {
+  std::int64_t memory_size = 0;          // nominal bank size, for utilization
+  std::int64_t max_memory_capacity = 0;  // hard limit; >= memory_size
+  double update_threshold = 0;           // similarity at which a write merges, in (0, 1]
+  double duplicate_threshold = 0;        // similarity treated as duplicate, >= update_threshold
+};
+
+struct CacheConfig {
+  bool enabled = false;
+  std::int64_t size = 0;  // entries
+  std::chrono::seconds ttl{0};
+};
+
+struct StorageConfig {
+  std::string backend;   // "sqlite"
+  std::string data_dir;  // never empty after loading
+};
+
+struct RetrievalConfig {
+  std::string fusion;  // "weighted_sum" or "rrf"
+  double dense_weight = 0;
+  double lexical_weight = 0;  // dense_weight + lexical_weight > 0
+  int default_top_k = 0;
+  double recency_half_life_days = 0;
+  double recency_weight = 0;
+  double importance_boost = 0;
+  double sharpening = 0;  // attention softmax sharpening factor
+};
+
+struct ChatConfig {
+  double min_relevance = 0;  // below it the bot says it knows nothing relevant
+  std::string history_file;  // resolved: never empty after loading
+};
+
+struct EncoderConfig {
+  std::string kind;  // "hashed"
+  int dimension = 0;
+};
+
+struct Config {
+  ServerConfig server;
+  LogConfig log;
+  MonitoringConfig monitoring;
+  PagerConfig pager;
+  MemoryConfig memory;
+  CacheConfig cache;
+  StorageConfig storage;
+  RetrievalConfig retrieval;
+  ChatConfig chat;
+  EncoderConfig encoder;
+};
+
+// ---- The key table ---------------------------------------------------------------------------
+
+enum class ValueType { kBool, kInteger, kNumber, kString };
+
+// "boolean", "integer", "number", "string".
+std::string_view ValueTypeName(ValueType type);
+
+struct KeyInfo {
+  std::string key;  // dotted, e.g. "server.port"
+  std::string env;  // e.g. "MANN_API_PORT"; empty when there is none
+  ValueType type;
+  std::string
+      default_text;     // as documented; computed defaults are described, e.g. storage.data_dir
+  std::string rule;     // completes "<key> must be ...", e.g. "an integer in 1..65535"
+  bool secret = false;  // never printed: Show() and error messages say <redacted>
+  std::string help;     // one line
+};
+
+// Every setting, in documentation order. The reference stays valid for the process lifetime.
+const std::vector<KeyInfo>& ConfigKeys();
+
+// ---- Loading ---------------------------------------------------------------------------------
+
+using Environment = std::map<std::string, std::string>;
+
+struct ConfigInputs {
+  std::optional<std::string> file = {};  // --config PATH; when unset, env MANN_CONFIG; else none
+  Environment env = {};  // injected environment (CurrentEnvironment() in production)
+  std::vector<std::pair<std::string, std::string>> overrides = {};  // dotted key -> text; last wins
+};
+
+using Value = std::variant<bool, std::int64_t, double, std::string>;
+
+// The effective value of one key and where it came from.
+struct Setting {
+  const KeyInfo* info = nullptr;  // points into ConfigKeys()
+  Value value;
+  std::string origin;  // "default", "file:/etc/mann.toml", "env:MANN_API_PORT" or "flag"
+
+  // The value as TOML-like text ("8000", "true", "\"info\""); "<redacted>" for a set secret.
+  std::string DisplayValue() const;
+};
+
+struct LoadedConfig {
+  Config config;
+  std::vector<Setting> settings;    // one per key, in ConfigKeys() order
+  std::optional<std::string> file;  // the file that was read, if any
+
+  // The setting for a dotted key, or nullptr.
+  const Setting* Find(std::string_view key) const;
+
+  // One line per key, columns aligned: `server.port  = 8000  # env:MANN_API_PORT`.
+  std::string Show() const;
+  // {"server.port": {"value": 8000, "source": "env:MANN_API_PORT"}, ...}; secrets redacted.
+  boost::json::object ShowJson() const;
+};
+
+// Loads and validates all layers. On failure the Status lists every error found, one per line;
+// its code is that of the errors when they agree (NotFound for a missing file alone), else
+// InvalidArgument.
+Result<LoadedConfig> LoadConfig(const ConfigInputs& inputs);
+
+// The built-in defaults. `env` is consulted only for computed defaults (storage.data_dir from
+// XDG_DATA_HOME or HOME; chat.history_file from it), not for MANN_* variables.
+Config DefaultConfig(const Environment& env = {});
+
+// A copy of the process environment (`environ`).
+Environment CurrentEnvironment();
+
+}  // namespace mann::config

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets mann up and runs the whole test suite: unit and integration tests on the release build,
+# then the unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Exit status is non-zero when any test fails.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/scripts/setup.sh" --asan
+
+jobs="$(nproc)"
+status=0
+echo "== release build: unit and integration tests"
+ctest --test-dir "$root/build" -j "$jobs" --output-on-failure --timeout 600 || status=1
+echo "== sanitizer build (ASan + UBSan): unit tests"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir "$root/build-asan" -j "$jobs" -L unit --output-on-failure --timeout 600 || status=1
+exit "$status"

@@ -1,0 +1,576 @@
+#include "keys.h"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+
+namespace mann::config::internal {
+namespace {
+
+constexpr double kNoLimit = std::numeric_limits<double>::infinity();
+
+// ---- Predicates for string keys --------------------------------------------------------------
+
+bool IsIpLiteral(const std::string& s) {
+  in_addr v4;
+  in6_addr v6;
+  return inet_pton(AF_INET, s.c_str(), &v4) == 1 || inet_pton(AF_INET6, s.c_str(), &v6) == 1;
+}
+
+bool IsHostLabel(std::string_view label) {
+  if (label.empty() || label.size() > 63) return false;
+  if (label.front() == '-' || label.back() == '-') return false;
+  return std::all_of(label.begin(), label.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+  });
+}
+
+// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens. An all-digit
+// last label is refused so that a mistyped address such as "300.1.1.1" is not taken for a name.
+bool IsHostName(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  std::string_view label;
+  for (std::size_t start = 0;;) {
+    const std::size_t dot = s.find('.', start);
+    label = s.substr(start, dot == std::string_view::npos ? dot : dot - start);
+    if (!IsHostLabel(label)) return false;
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return !std::all_of(label.begin(), label.end(),
+                      [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+}
+
+bool IsHostOrIp(const std::string& s) { return IsIpLiteral(s) || IsHostName(s); }
+
+bool IsEmptyOrHttpUrl(const std::string& s) {
+  if (s.empty()) return true;
+  const std::string lower = ToLower(s);
+  std::size_t authority = 0;
+  if (lower.starts_with("http://")) {
+    authority = 7;
+  } else if (lower.starts_with("https://")) {
+    authority = 8;
+  } else {
+    return false;
+  }
+  if (authority >= s.size() || s[authority] == '/') return false;
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    return std::isspace(static_cast<unsigned char>(c)) ||
+           std::iscntrl(static_cast<unsigned char>(c));
+  });
+}
+
+bool IsNonEmpty(const std::string& s) { return !s.empty(); }
+bool AnyText(const std::string&) { return true; }
+
+// ---- Field bindings --------------------------------------------------------------------------
+
+// The key's value type follows from the C++ type of the field it fills, so the table cannot
+// declare one and bind another.
+template <typename F>
+constexpr ValueType TypeOf() {
+  if constexpr (std::is_same_v<F, bool>) {
+    return ValueType::kBool;
+  } else if constexpr (std::is_same_v<F, std::string>) {
+    return ValueType::kString;
+  } else if constexpr (std::is_floating_point_v<F>) {
+    return ValueType::kNumber;
+  } else {
+    static_assert(std::is_integral_v<F> || std::is_same_v<F, std::chrono::seconds>);
+    return ValueType::kInteger;
+  }
+}
+
+template <auto Section, auto Field>
+void Assign(Config& config, const Value& value) {
+  auto& field = (config.*Section).*Field;
+  using F = std::remove_cvref_t<decltype(field)>;
+  if constexpr (std::is_same_v<F, bool>) {
+    field = std::get<bool>(value);
+  } else if constexpr (std::is_same_v<F, std::string>) {
+    field = std::get<std::string>(value);
+  } else if constexpr (std::is_floating_point_v<F>) {
+    field = std::get<double>(value);
+  } else if constexpr (std::is_same_v<F, std::chrono::seconds>) {
+    field = std::chrono::seconds(std::get<std::int64_t>(value));
+  } else {
+    // Range checks ran before assignment, so the narrowing cannot lose information.
+    field = static_cast<F>(std::get<std::int64_t>(value));
+  }
+}
+
+struct KeyDef {
+  std::string key;
+  std::string env = {};  // empty: no environment variable
+  std::string default_text;
+  Constraint constraint;
+  std::string help;
+  std::string unit = {};  // appended to the rule, e.g. "seconds"
+  bool secret = false;
+  Value (*computed_default)(const Environment&) = nullptr;
+};
+
+std::string RuleText(const Constraint& constraint) {
+  struct Visitor {
+    std::string operator()(const AnyBool&) const {
+      return "a boolean (true/false, yes/no, on/off, 1/0)";
+    }
+    std::string operator()(const IntRange& r) const {
+      return fmt::format("an integer in {}..{}", r.min, r.max);
+    }
+    std::string operator()(const NumberRange& r) const {
+      if (std::isinf(r.max)) return fmt::format("a number {} {}", r.min_open ? ">" : ">=", r.min);
+      if (!r.min_open && !r.max_open) return fmt::format("a number in {}..{}", r.min, r.max);
+      return fmt::format("a number in {}{}, {}{}", r.min_open ? "(" : "[", r.min, r.max,
+                         r.max_open ? ")" : "]");
+    }
+    std::string operator()(const Choice& c) const {
+      return fmt::format("one of: {}", fmt::join(c.allowed, ", "));
+    }
+    std::string operator()(const Predicate& p) const { return std::string(p.rule); }
+  };
+  return std::visit(Visitor{}, constraint);
+}
+
+template <auto Section, auto Field>
+KeySpec Key(KeyDef def) {
+  using F = std::remove_cvref_t<decltype(std::declval<Config&>().*Section.*Field)>;
+  std::string rule = RuleText(def.constraint);
+  if (!def.unit.empty()) rule += " (" + def.unit + ")";
+  return KeySpec{
+      .info = KeyInfo{.key = std::move(def.key),
+                      .env = std::move(def.env),
+                      .type = TypeOf<F>(),
+                      .default_text = std::move(def.default_text),
+                      .rule = std::move(rule),
+                      .secret = def.secret,
+                      .help = std::move(def.help)},
+      .constraint = std::move(def.constraint),
+      .assign = &Assign<Section, Field>,
+      .computed_default = def.computed_default,
+  };
+}
+
+// XDG base directory rules, with a last resort that still works in a bare container.
+Value DataDirDefault(const Environment& env) {
+  auto get = [&](const char* name) -> std::string {
+    auto it = env.find(name);
+    return it == env.end() ? std::string() : it->second;
+  };
+  if (std::string xdg = get("XDG_DATA_HOME"); !xdg.empty()) return xdg + "/mann";
+  if (std::string home = get("HOME"); !home.empty()) return home + "/.local/share/mann";
+  return std::string("./mann-data");
+}
+
+std::vector<KeySpec> BuildTable() {
+  using C = Config;
+  std::vector<KeySpec> t;
+
+  t.push_back(Key<&C::server, &ServerConfig::host>({
+      .key = "server.host",
+      .env = "MANN_API_HOST",
+      .default_text = "127.0.0.1",
+      .constraint = Predicate{&IsHostOrIp, "a non-empty host name or IP literal"},
+      .help = "Address the REST API binds; 0.0.0.0 listens on every interface.",
+  }));
+  t.push_back(Key<&C::server, &ServerConfig::port>({
+      .key = "server.port",
+      .env = "MANN_API_PORT",
+      .default_text = "8000",
+      .constraint = IntRange{1, 65535},
+      .help = "TCP port of the REST API.",
+  }));
+
+  t.push_back(Key<&C::log, &LogConfig::level>({
+      .key = "log.level",
+      .env = "MANN_LOG_LEVEL",
+      .default_text = "info",
+      .constraint =
+          Choice{{"trace", "debug", "info", "warn", "warning", "error", "critical", "off"}, {}},
+      .help = "Lowest severity written to the log (case-insensitive).",
+  }));
+  t.push_back(Key<&C::log, &LogConfig::file>({
+      .key = "log.file",
+      .env = "MANN_LOG_FILE",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "a path, or empty for standard error"},
+      .help = "File the log is appended to; empty writes to standard error.",
+  }));
+
+  t.push_back(Key<&C::monitoring, &MonitoringConfig::enabled>({
+      .key = "monitoring.enabled",
+      .env = "MANN_ENABLE_MONITORING",
+      .default_text = "true",
+      .constraint = AnyBool{},
+      .help = "Serve /metrics and run the periodic health checks.",
+  }));
+  t.push_back(Key<&C::monitoring, &MonitoringConfig::health_check_interval>({
+      .key = "monitoring.health_check_interval",
+      .env = "MANN_HEALTH_CHECK_INTERVAL",
+      .default_text = "30",
+      .constraint = IntRange{1, 86400},
+      .help = "Time between two internal health checks.",
+      .unit = "seconds",
+  }));
+
+  t.push_back(Key<&C::pager, &PagerConfig::enabled>({
+      .key = "pager.enabled",
+      .env = "MANN_ENABLE_PAGER",
+      .default_text = "false",
+      .constraint = AnyBool{},
+      .help = "Send alerts; needs at least one channel (pager.webhook).",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::webhook>({
+      .key = "pager.webhook",
+      .env = "MANN_PAGER_WEBHOOK",
+      .default_text = "",
+      .constraint = Predicate{&IsEmptyOrHttpUrl, "empty or an http:// or https:// URL"},
+      .help = "URL alerts are POSTed to as JSON; often embeds a token, so it is never printed.",
+      .secret = true,
+  }));
+
+  t.push_back(Key<&C::memory, &MemoryConfig::memory_size>({
+      .key = "memory.memory_size",
+      .env = "MANN_MEMORY_SIZE",
+      .default_text = "1000",
+      .constraint = IntRange{1, 10'000'000},
+      .help = "Nominal bank size that utilization is measured against.",
+      .unit = "entries",
+  }));
+  t.push_back(Key<&C::memory, &MemoryConfig::max_memory_capacity>({
+      .key = "memory.max_memory_capacity",
+      .env = "MANN_MAX_MEMORY_CAPACITY",
+      .default_text = "5000",
+      .constraint = IntRange{1, 10'000'000},
+      .help = "Hard limit of the bank; eviction runs when it is reached. "
+              "Must be >= memory.memory_size.",
+      .unit = "entries",
+  }));
+  t.push_back(Key<&C::memory, &MemoryConfig::update_threshold>({
+      .key = "memory.update_threshold",
+      .env = "MANN_UPDATE_THRESHOLD",
+      .default_text = "0.8",
+      .constraint = NumberRange{0, 1, true, false},
+      .help = "Similarity at or above which a new fact updates an existing memory.",
+  }));
+  t.push_back(Key<&C::memory, &MemoryConfig::duplicate_threshold>({
+      .key = "memory.duplicate_threshold",
+      .env = "MANN_DUPLICATE_THRESHOLD",
+      .default_text = "0.95",
+      .constraint = NumberRange{0, 1, true, false},
+      .help = "Similarity at or above which a new fact is a duplicate (no write). "
+              "Must be >= memory.update_threshold.",
+  }));
+
+  t.push_back(Key<&C::cache, &CacheConfig::enabled>({
+      .key = "cache.enabled",
+      .env = "MANN_ENABLE_CACHING",
+      .default_text = "true",
+      .constraint = AnyBool{},
+      .help = "Cache query results in process.",
+  }));
+  t.push_back(Key<&C::cache, &CacheConfig::size>({
+      .key = "cache.size",
+      .env = "MANN_CACHE_SIZE",
+      .default_text = "1000",
+      .constraint = IntRange{0, 10'000'000},
+      .help = "Maximum cached results.",
+      .unit = "entries",
+  }));
+  t.push_back(Key<&C::cache, &CacheConfig::ttl>({
+      .key = "cache.ttl",
+      .env = "MANN_CACHE_TTL",
+      .default_text = "3600",
+      .constraint = IntRange{0, 31'536'000},
+      .help = "Lifetime of a cached result.",
+      .unit = "seconds",
+  }));
+
+  t.push_back(Key<&C::storage, &StorageConfig::backend>({
+      .key = "storage.backend",
+      .env = "MANN_STORAGE_BACKEND",
+      .default_text = "sqlite",
+      .constraint = Choice{{"sqlite"}, {{"postgres", "is not available in this build"}}},
+      .help = "Where memories are kept.",
+  }));
+  t.push_back(Key<&C::storage, &StorageConfig::data_dir>({
+      .key = "storage.data_dir",
+      .env = "MANN_DATA_DIR",
+      .default_text = "$XDG_DATA_HOME/mann, else $HOME/.local/share/mann, else ./mann-data",
+      .constraint = Predicate{&IsNonEmpty, "a non-empty path"},
+      .help = "Directory holding the database and chat history.",
+      .computed_default = &DataDirDefault,
+  }));
+
+  t.push_back(Key<&C::retrieval, &RetrievalConfig::fusion>({
+      .key = "retrieval.fusion",
+      .env = "MANN_FUSION",
+      .default_text = "weighted_sum",
+      .constraint = Choice{{"weighted_sum", "rrf"}, {}},
+      .help = "How dense and lexical rankings are combined.",
+  }));
+  t.push_back(Key<&C::retrieval, &RetrievalConfig::dense_weight>({
+      .key = "retrieval.dense_weight",
+      .default_text = "0.5",
+      .constraint = NumberRange{0, 1},
+      .help = "Weight of the dense (embedding) ranking in fusion.",
+  }));
+  t.push_back(Key<&C::retrieval, &RetrievalConfig::lexical_weight>({
+      .key = "retrieval.lexical_weight",
+      .default_text = "0.5",
+      .constraint = NumberRange{0, 1},
+      .help = "Weight of the lexical (BM25) ranking; dense_weight + lexical_weight must be > 0.",
+  }));
+  t.push_back(Key<&C::retrieval, &RetrievalConfig::default_top_k>({
+      .key = "retrieval.default_top_k",
+      .default_text = "5",
+      .constraint = IntRange{1, 50},
+      .help = "Memories returned by a search that does not say how many.",
+  }));
+  t.push_back(Key<&C::retrieval, &RetrievalConfig::recency_half_life_days>({
+      .key = "retrieval.recency_half_life_days",
+      .default_text = "30",
+      .constraint = NumberRange{0, kNoLimit, true},
+      .help = "Age at which the recency bonus of a memory has halved.",
+      .unit = "days",
+  }));
+  t.push_back(Key<&C::retrieval, &RetrievalConfig::recency_weight>({
+      .key = "retrieval.recency_weight",
+      .default_text = "0.1",
+      .constraint = NumberRange{0, 1},
+      .help = "Weight of recency in the final score.",
+  }));
+  t.push_back(Key<&C::retrieval, &RetrievalConfig::importance_boost>({
+      .key = "retrieval.importance_boost",
+      .default_text = "0.1",
+      .constraint = NumberRange{0, 1},
+      .help = "Weight of a memory's importance in the final score.",
+  }));
+  t.push_back(Key<&C::retrieval, &RetrievalConfig::sharpening>({
+      .key = "retrieval.sharpening",
+      .default_text = "10",
+      .constraint = NumberRange{0, kNoLimit, true},
+      .help = "Sharpening factor of the attention softmax over the top k.",
+  }));
+
+  t.push_back(Key<&C::chat, &ChatConfig::min_relevance>({
+      .key = "chat.min_relevance",
+      .env = "MANN_CHAT_MIN_RELEVANCE",
+      .default_text = "0.25",
+      .constraint = NumberRange{0, 1},
+      .help = "Below this score the bot says it knows nothing relevant.",
+  }));
+  t.push_back(Key<&C::chat, &ChatConfig::history_file>({
+      .key = "chat.history_file",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "a path, or empty for <data_dir>/chat_history"},
+      .help = "Line-editing history of `mann chat`; empty means <storage.data_dir>/chat_history.",
+  }));
+
+  t.push_back(Key<&C::encoder, &EncoderConfig::kind>({
+      .key = "encoder.kind",
+      .env = "MANN_ENCODER",
+      .default_text = "hashed",
+      .constraint = Choice{{"hashed"},
+                           {{"use-lite", "is not available yet (reserved for a later release)"},
+                            {"remote", "is not available yet (reserved for a later release)"}}},
+      .help = "Dense encoder: hashed word and character n-grams.",
+  }));
+  t.push_back(Key<&C::encoder, &EncoderConfig::dimension>({
+      .key = "encoder.dimension",
+      .default_text = "256",
+      .constraint = IntRange{8, 4096},
+      .help = "Length of the hashed encoder's vectors.",
+  }));
+  return t;
+}
+
+std::string_view Trim(std::string_view s) {
+  auto blank = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (!s.empty() && blank(s.front())) s.remove_prefix(1);
+  while (!s.empty() && blank(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// from_chars refuses a leading '+', which people do write ("+5"); accept exactly one.
+std::string_view StripPlus(std::string_view s) {
+  if (s.size() > 1 && s[0] == '+' && s[1] != '-' && s[1] != '+') s.remove_prefix(1);
+  return s;
+}
+
+// Optimal string alignment distance: like Levenshtein, but a swap of neighbours costs 1, the
+// commonest typo ("prot" for "port").
+std::size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+}  // namespace
+
+const std::vector<KeySpec>& KeySpecs() {
+  static const std::vector<KeySpec>* table = new std::vector<KeySpec>(BuildTable());
+  return *table;
+}
+
+std::optional<std::size_t> FindKeyIndex(std::string_view key) {
+  const auto& specs = KeySpecs();
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    if (specs[i].info.key == key) return i;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> SuggestKey(std::string_view unknown) {
+  const std::string lower = ToLower(unknown);
+  const bool dotted = lower.find('.') != std::string::npos;
+  std::optional<std::string> best;
+  std::size_t best_distance = std::numeric_limits<std::size_t>::max();
+  auto consider = [&](std::string_view candidate, const std::string& key) {
+    const std::size_t d = EditDistance(lower, candidate);
+    if (d < best_distance) {
+      best_distance = d;
+      best = key;
+    }
+  };
+  for (const KeySpec& spec : KeySpecs()) {
+    const std::string& key = spec.info.key;
+    consider(key, key);
+    if (!spec.info.env.empty()) consider(ToLower(spec.info.env), key);
+    if (!dotted) consider(std::string_view(key).substr(key.find('.') + 1), key);
+  }
+  // Beyond this the "suggestion" is more likely noise than the intended key.
+  const std::size_t limit = std::max<std::size_t>(2, lower.size() / 5);
+  if (best_distance > limit) return std::nullopt;
+  return best;
+}
+
+std::optional<Value> ParseText(ValueType type, std::string_view text) {
+  if (type == ValueType::kString) return std::string(text);
+  const std::string_view s = StripPlus(Trim(text));
+  if (s.empty()) return std::nullopt;
+  switch (type) {
+    case ValueType::kBool: {
+      const std::string lower = ToLower(s);
+      if (lower == "true" || lower == "1" || lower == "yes" || lower == "on") return true;
+      if (lower == "false" || lower == "0" || lower == "no" || lower == "off") return false;
+      return std::nullopt;
+    }
+    case ValueType::kInteger: {
+      std::int64_t v = 0;
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+      return v;
+    }
+    case ValueType::kNumber: {
+      double v = 0;
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v)) {
+        return std::nullopt;
+      }
+      return v;
+    }
+    case ValueType::kString:
+      break;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Check(const KeySpec& spec, Value& value) {
+  const std::string& key = spec.info.key;
+  const std::string fail = key + " must be " + spec.info.rule;
+  struct Visitor {
+    Value& value;
+    const std::string& key;
+    const std::string& fail;
+    std::optional<std::string> operator()(const AnyBool&) const { return std::nullopt; }
+    std::optional<std::string> operator()(const IntRange& r) const {
+      const std::int64_t v = std::get<std::int64_t>(value);
+      if (v < r.min || v > r.max) return fail;
+      return std::nullopt;
+    }
+    std::optional<std::string> operator()(const NumberRange& r) const {
+      const double v = std::get<double>(value);
+      const bool low = r.min_open ? v <= r.min : v < r.min;
+      const bool high = r.max_open ? v >= r.max : v > r.max;
+      if (!std::isfinite(v) || low || high) return fail;
+      return std::nullopt;
+    }
+    std::optional<std::string> operator()(const Choice& c) const {
+      std::string& text = std::get<std::string>(value);
+      const std::string lower = ToLower(text);
+      for (std::string_view allowed : c.allowed) {
+        if (lower == allowed) {
+          text = lower;
+          return std::nullopt;
+        }
+      }
+      for (const auto& [name, reason] : c.reserved) {
+        if (lower == name) return fmt::format("{} {} {}; {}", key, Quote(lower), reason, fail);
+      }
+      return fail;
+    }
+    std::optional<std::string> operator()(const Predicate& p) const {
+      if (!p.ok(std::get<std::string>(value))) return fail;
+      return std::nullopt;
+    }
+  };
+  return std::visit(Visitor{value, key, fail}, spec.constraint);
+}
+
+std::string FormatValue(const Value& value) {
+  struct Visitor {
+    std::string operator()(bool b) const { return b ? "true" : "false"; }
+    std::string operator()(std::int64_t i) const { return std::to_string(i); }
+    std::string operator()(double d) const { return fmt::format("{}", d); }
+    std::string operator()(const std::string& s) const { return Quote(s); }
+  };
+  return std::visit(Visitor{}, value);
+}
+
+std::string Quote(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      out += fmt::format("\\u{:04X}", u);
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string ToLower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace mann::config::internal
