@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <deque>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -208,6 +209,77 @@ Status ValidateBankOptions(const BankOptions& o) {
   return Status::Ok();
 }
 
+// Builds BM25 indexes on a worker thread during start-up. The loading thread hands over
+// (space, doc, terms); the worker owns every Space::bm25 until Finish(), after which the terms
+// are moved back into their slots. Spaces are heap-allocated, so their addresses stay valid.
+class LexicalLoader {
+ public:
+  struct Item {
+    Space* space;
+    DocId doc;
+    std::vector<std::string> terms;
+  };
+
+  LexicalLoader() : worker_([this] { Run(); }) {}
+  ~LexicalLoader() { Finish(); }
+
+  void Add(Item item) {
+    batch_.push_back(std::move(item));
+    if (batch_.size() >= kBatch) Hand();
+  }
+
+  // Waits for the worker; returns every item, terms intact, for the caller to put back.
+  std::vector<Item> Finish() {
+    if (!worker_.joinable()) return {};
+    Hand();
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+    return std::move(done_);
+  }
+
+ private:
+  static constexpr std::size_t kBatch = 1024;
+
+  void Hand() {
+    if (batch_.empty()) return;
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(std::move(batch_));
+    }
+    batch_.clear();
+    cv_.notify_one();
+  }
+
+  void Run() {
+    for (;;) {
+      std::vector<Item> work;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return closed_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        work = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      for (Item& item : work) {
+        item.space->bm25.Upsert(item.doc, item.terms);
+        done_.push_back(std::move(item));
+      }
+    }
+  }
+
+  std::vector<Item> batch_;  // loading thread only
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::vector<Item>> queue_;  // guarded by mu_
+  bool closed_ = false;                  // guarded by mu_
+  std::vector<Item> done_;               // worker only until joined
+  std::thread worker_;
+};
+
 struct MemoryBank::Impl {
   Impl(const BankOptions& o, store::Store& s, const encode::Encoder& e, const text::Analyzer& a,
        const Clock& c)
@@ -240,8 +312,10 @@ struct MemoryBank::Impl {
     return *it->second;
   }
 
+  // Adds a live entry to every index of `s`. With `lexical` null the terms go to the BM25 index
+  // immediately; otherwise they are handed to that loader, which indexes them on its own thread.
   DocId Insert(Space& s, MemoryEntry entry, std::vector<std::string> terms,
-               std::span<const float> embedding) {
+               std::span<const float> embedding, LexicalLoader* lexical = nullptr) {
     DocId doc;
     if (!s.free_slots.empty()) {
       doc = s.free_slots.back();
@@ -253,13 +327,21 @@ struct MemoryBank::Impl {
     Slot& slot = s.slots[doc];
     s.by_id[entry.id] = doc;
     s.by_key.emplace(entry.content_hash, doc);
-    s.bm25.Upsert(doc, terms);
     s.vectors.Upsert(doc, embedding);
     slot.entry = std::move(entry);
-    slot.terms = std::move(terms);
     slot.live = true;
+    if (lexical == nullptr) {
+      s.bm25.Upsert(doc, terms);
+      slot.terms = std::move(terms);
+    } else {
+      lexical->Add({&s, doc, std::move(terms)});
+    }
     total.fetch_add(1);
     return doc;
+  }
+
+  void FinishLexical(LexicalLoader& loader) {
+    for (auto& item : loader.Finish()) item.space->slots[item.doc].terms = std::move(item.terms);
   }
 
   void EraseKey(Space& s, const std::string& key, DocId doc) {
@@ -382,6 +464,9 @@ struct MemoryBank::Impl {
     spaces.clear();
     total.store(0);
     std::vector<store::StoredEntry> stale;  // entries whose vectors need re-embedding
+    // BM25 indexing is the largest part of a start-up; it runs on a second thread while this one
+    // reads rows and fills the other indexes (measured in bench/memory_bench.cc, BM_Startup).
+    LexicalLoader lexical;
     Status st = store.Load([&](store::StoredEntry&& se) -> Status {
       if (se.encoder_id != encoder.Id() || se.embedding.size() != encoder.Dimension()) {
         MANN_ASSIGN_OR_RETURN(se.embedding, encoder.Encode(se.entry.content));
@@ -390,9 +475,10 @@ struct MemoryBank::Impl {
       }
       if (se.terms.empty()) se.terms = analyzer.Terms(se.entry.content);
       Space& s = SpaceFor(se.entry.ns);
-      Insert(s, std::move(se.entry), std::move(se.terms), se.embedding);
+      Insert(s, std::move(se.entry), std::move(se.terms), se.embedding, &lexical);
       return Status::Ok();
     });
+    FinishLexical(lexical);
     MANN_RETURN_IF_ERROR(st);
 
     MANN_ASSIGN_OR_RETURN(auto counters, store.Counters());
