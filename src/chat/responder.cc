@@ -87,6 +87,8 @@ std::string Quote(const MemoryEntry& e) {
   return c;
 }
 
+constexpr double kRunnerUpRatio = 0.8;
+
 std::string Answer(const ResponderInput& in, const GroundedOptions& o) {
   const bool vi = in.language == Language::kVietnamese;
   if (in.relevant.empty()) {
@@ -96,6 +98,9 @@ std::string Answer(const ResponderInput& in, const GroundedOptions& o) {
   std::string out;
   const std::size_t n = std::min(o.max_quoted, in.relevant.size());
   for (std::size_t i = 0; i < n; ++i) {
+    // A second memory is worth quoting only when it is nearly as relevant as the first; a weak
+    // runner-up ("two cats named Miso" for "what is my name") reads as noise.
+    if (i > 0 && in.relevant[i]->similarity < kRunnerUpRatio * in.relevant[0]->similarity) break;
     const MemoryEntry& e = in.relevant[i]->entry;
     const std::string day = FormatDay(e.created_ms, in.language, o.utc_offset_minutes);
     if (i == 0) {

@@ -100,8 +100,8 @@ TEST(GroundedResponder, SaysPlainlyWhenNothingRelevantIsKnown) {
 TEST(GroundedResponder, QuotesAtMostMaxQuotedMemories) {
   GroundedResponder responder(GroundedOptions{.max_quoted = 2, .utc_offset_minutes = 0});
   SearchHit a = Hit("I live in Hanoi", kDec3, 0.9);
-  SearchHit b = Hit("I work in Da Nang", kDec3, 0.5);
-  SearchHit c = Hit("I was born in Hue", kDec3, 0.4);
+  SearchHit b = Hit("I work in Da Nang", kDec3, 0.85);
+  SearchHit c = Hit("I was born in Hue", kDec3, 0.8);
   ResponderInput in;
   in.intent = Intent::kQuestion;
   in.relevant = {&a, &b, &c};
@@ -110,6 +110,18 @@ TEST(GroundedResponder, QuotesAtMostMaxQuotedMemories) {
   EXPECT_NE(reply->find("Hanoi"), std::string::npos);
   EXPECT_NE(reply->find("Da Nang"), std::string::npos);
   EXPECT_EQ(reply->find("Hue"), std::string::npos);
+}
+
+TEST(GroundedResponder, LeavesOutAWeakRunnerUp) {
+  GroundedResponder responder;
+  SearchHit a = Hit("My name is Alice", kDec3, 0.8);
+  SearchHit b = Hit("I have two cats named Miso and Tofu", kDec3, 0.4);
+  ResponderInput in;
+  in.intent = Intent::kQuestion;
+  in.relevant = {&a, &b};
+  auto reply = responder.Reply(in);
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(*reply, "You told me on 3 Dec: My name is Alice.");
 }
 
 TEST(GroundedResponder, AcknowledgesEachWriteDecision) {

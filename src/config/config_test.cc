@@ -12,6 +12,8 @@
 
 #include <mann/config/config.h>
 
+#include "../core/testing_unprivileged.h"
+
 namespace mann::config {
 namespace {
 
@@ -473,12 +475,17 @@ TEST(ConfigFile, EmptyFileLeavesTheDefaults) {
   EXPECT_EQ(Origin(loaded, "server.port"), "default");
 }
 
+// As root the load runs in a child as an unprivileged user owning the file: root reads any file.
 TEST(ConfigFile, UnreadableFileIsAnError) {
-  if (geteuid() == 0) GTEST_SKIP() << "root reads any file";
   TempDir dir;
   const std::string file = dir.Write("secret.toml", "[server]\nport = 1\n");
+  Status given = test_support::GiveToUnprivilegedUser(dir.path());
+  ASSERT_TRUE(given.ok()) << given.ToString();
   fs::permissions(file, fs::perms::none);
-  EXPECT_THAT(LoadError({.file = file}), HasSubstr("could not be read"));
+  Status s = test_support::RunUnprivileged([&] { return LoadConfig({.file = file}).status(); });
+  ASSERT_FALSE(s.ok()) << "load unexpectedly succeeded";
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << s.ToString();
+  EXPECT_THAT(s.message(), AllOf(HasSubstr(file), HasSubstr("could not be read")));
 }
 
 TEST(ConfigFile, DottedKeysAtTopLevelAreTheSameAsTables) {

@@ -19,6 +19,7 @@
 
 #include <mann/store/sqlite_store.h>
 
+#include "../core/testing_unprivileged.h"
 #include "sqlite_db.h"
 
 namespace mann::store {
@@ -659,31 +660,35 @@ TEST_F(SqliteStoreTest, OpenInAMissingDirectoryNamesTheDirectory) {
       << store.status().ToString();
 }
 
+// As root these open in a child running as an unprivileged user that owns the directory, since
+// root ignores permission bits. Any store the parent opens is closed again before the fork.
 TEST_F(SqliteStoreTest, OpenInAReadOnlyDirectoryIsFailedPrecondition) {
-  if (geteuid() == 0) GTEST_SKIP() << "root ignores directory permissions";
   for (bool existing : {false, true}) {
     SCOPED_TRACE(existing ? "existing database" : "new database");
     fs::permissions(dir_, fs::perms::owner_all);
     fs::remove(path_);
     if (existing) OpenOrDie();  // closed again at once, which removes -wal and -shm
+    Status given = test_support::GiveToUnprivilegedUser(dir_);
+    ASSERT_TRUE(given.ok()) << given.ToString();
     fs::permissions(dir_, fs::perms::owner_read | fs::perms::owner_exec);
-    auto store = SqliteStore::Open(Options());
-    ASSERT_FALSE(store.ok());
-    EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition) << store.status().ToString();
-    EXPECT_TRUE(Contains(store.status().message(), path_)) << store.status().ToString();
-    EXPECT_TRUE(Contains(store.status().message(), dir_.string())) << store.status().ToString();
+    Status s = test_support::RunUnprivileged([&] { return SqliteStore::Open(Options()).status(); });
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+    EXPECT_TRUE(Contains(s.message(), path_)) << s.ToString();
+    EXPECT_TRUE(Contains(s.message(), dir_.string())) << s.ToString();
   }
 }
 
 TEST_F(SqliteStoreTest, OpenOfAReadOnlyFileForWritingIsFailedPrecondition) {
-  if (geteuid() == 0) GTEST_SKIP() << "root ignores file permissions";
   { OpenOrDie(); }
+  Status given = test_support::GiveToUnprivilegedUser(dir_);
+  ASSERT_TRUE(given.ok()) << given.ToString();
   fs::permissions(path_, fs::perms::owner_read);
-  auto store = SqliteStore::Open(Options());
-  ASSERT_FALSE(store.ok());
-  EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition) << store.status().ToString();
-  EXPECT_TRUE(Contains(store.status().message(), "permissions")) << store.status().ToString();
-  EXPECT_TRUE(Contains(store.status().message(), path_)) << store.status().ToString();
+  Status s = test_support::RunUnprivileged([&] { return SqliteStore::Open(Options()).status(); });
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "permissions")) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), path_)) << s.ToString();
 }
 
 TEST_F(SqliteStoreTest, CommitWhileAnotherConnectionHoldsTheLockIsUnavailable) {

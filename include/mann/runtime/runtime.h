@@ -1,0 +1,85 @@
+// Runtime: the assembled core of one mann process, built from a validated Config.
+//
+// Open() wires the pieces every face of mann (the terminal chat, the memory commands, later the
+// HTTP server) needs, in dependency order:
+//
+//   data dir (created 0700) -> SqliteStore <data_dir>/mann.db -> Analyzer, HashedEncoder
+//     -> MemoryBank -> GroundedResponder -> ChatEngine
+//
+// and tears them down in the reverse order, so the bank flushes into a store that is still open
+// and the engine never outlives the bank it reads. Nothing here touches the terminal: errors come
+// back as a Status whose message names the directory or file involved.
+//
+// Thread-safety: the accessors may be called from any thread; the objects they return document
+// their own guarantees (all of them are safe for concurrent use). The Runtime itself must outlive
+// every reference handed out.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <mann/chat/chat_engine.h>
+#include <mann/chat/responder.h>
+#include <mann/config/config.h>
+#include <mann/core/clock.h>
+#include <mann/core/memory_bank.h>
+#include <mann/core/status.h>
+#include <mann/encode/hashed_encoder.h>
+#include <mann/store/sqlite_store.h>
+#include <mann/text/analyzer.h>
+
+namespace mann::runtime {
+
+// Creates `dir` and any missing parents with mode 0700 (existing directories keep their mode).
+// FailedPrecondition naming the directory when it cannot be created or is not a directory.
+Status EnsureDataDir(const std::string& dir);
+
+// The database file inside a data directory.
+std::string DatabasePath(const std::string& data_dir);
+
+// Translates the memory and retrieval settings; InvalidArgument naming the key for a fusion
+// method that index::ParseFusionMethod does not know.
+Result<BankOptions> BankOptionsFromConfig(const config::Config& config);
+
+// Applies log.level and log.file to every logger of the process.
+Status ConfigureLogging(const config::LogConfig& log);
+
+class Runtime {
+ public:
+  // Configures logging, creates the data directory and opens everything. `clock` must outlive
+  // the Runtime. On failure nothing stays open.
+  static Result<std::unique_ptr<Runtime>> Open(const config::Config& config,
+                                               const Clock& clock = SystemClock::Instance());
+
+  // Flushes queued bookkeeping, then closes in reverse order of opening.
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  const config::Config& config() const { return config_; }
+  const std::string& database_path() const { return database_path_; }
+  const Clock& clock() const { return clock_; }
+
+  store::Store& store() { return *store_; }
+  const text::Analyzer& analyzer() const { return *analyzer_; }
+  const encode::Encoder& encoder() const { return *encoder_; }
+  MemoryBank& bank() { return *bank_; }
+  chat::ChatEngine& chat() { return *engine_; }
+
+ private:
+  Runtime(config::Config config, const Clock& clock);
+
+  config::Config config_;
+  std::string database_path_;
+  const Clock& clock_;
+
+  // Declared in opening order: members are destroyed bottom-up, each before what it uses.
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<text::Analyzer> analyzer_;
+  std::unique_ptr<encode::HashedEncoder> encoder_;
+  std::unique_ptr<MemoryBank> bank_;
+  std::unique_ptr<chat::GroundedResponder> responder_;
+  std::unique_ptr<chat::ChatEngine> engine_;
+};
+
+}  // namespace mann::runtime

@@ -1,0 +1,263 @@
+#include "app.h"
+
+#include <functional>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <mann/core/memory_bank.h>
+#include <mann/core/version.h>
+#include <mann/runtime/runtime.h>
+
+#include "chat_command.h"
+#include "context.h"
+#include "memory_commands.h"
+
+namespace mann::cli {
+namespace {
+
+// Everything the parser fills in; the selected command reads its part.
+struct Parsed {
+  GlobalOptions global;
+  bool json = false;
+  ChatArgs chat;
+  AddArgs add;
+  std::string id;
+  ListArgs list;
+  SearchArgs search;
+  std::size_t top_k = 0;
+  UpdateArgs update;
+  std::string update_content, update_context, update_metadata;
+  std::vector<std::string> update_tags;
+  double update_importance = 1.0;
+  ImportArgs import_args;
+  ExportArgs export_args;
+  std::size_t stream_count = 1000;
+};
+
+// What runs after parsing: either a command needing no runtime (config show) or one that does.
+struct Action {
+  std::function<int(const config::LoadedConfig&, Io&)> without_runtime;
+  std::function<int(CommandEnv&, const config::Environment&)> with_runtime;
+};
+
+std::string ErrorMessage(const CLI::App*, const CLI::Error& e) {
+  return std::string("error: ") + e.what() + "\nRun with --help for more information.\n";
+}
+
+// One value per occurrence, every occurrence kept: `--tag a --tag b`.
+CLI::Option* Repeatable(CLI::App* app, const std::string& name, std::vector<std::string>& into,
+                        const std::string& help) {
+  return app->add_option(name, into, help)
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
+void AddGlobalOptions(CLI::App& app, GlobalOptions& g) {
+  app.add_option("--config", g.config_path, "TOML configuration file (default: $MANN_CONFIG)")
+      ->type_name("PATH");
+  app.add_option("--data-dir", g.data_dir, "Data directory (storage.data_dir, $MANN_DATA_DIR)")
+      ->type_name("DIR");
+  app.add_option("--log-level", g.log_level,
+                 "trace, debug, info, warn, error, critical or off (log.level)")
+      ->type_name("LEVEL");
+  Repeatable(&app, "--set", g.sets, "Override any configuration key, e.g. --set server.port=9000")
+      ->type_name("KEY=VALUE");
+  app.add_option("-u,--user", g.ns, "Namespace (user or tenant) to work in")
+      ->type_name("NS")
+      ->capture_default_str();
+}
+
+void AddChat(CLI::App& app, Parsed& p, Action& action) {
+  auto* chat = app.add_subcommand("chat", "Chat in the terminal; the bot remembers what you say");
+  chat->add_option("--session", p.chat.session, "Resume this chat session")->type_name("ID");
+  chat->add_flag("--no-color", p.chat.no_color, "Never use colour (NO_COLOR=1 does the same)");
+  chat->callback([&] {
+    action.with_runtime = [&](CommandEnv& env, const config::Environment& environment) {
+      return RunChat(env.rt, env.ns, p.chat, env.io, environment);
+    };
+  });
+}
+
+void AddMemory(CLI::App& app, Parsed& p, Action& action) {
+  auto* memory = app.add_subcommand("memory", "Add, inspect, search and edit memories");
+  memory->require_subcommand(1);
+  auto leaf = [&](const std::string& name, const std::string& help,
+                  std::function<int(CommandEnv&)> run) {
+    auto* sub = memory->add_subcommand(name, help);
+    sub->add_flag("--json", p.json, "Print one JSON document instead of text");
+    sub->callback([&action, run] {
+      action.with_runtime = [run](CommandEnv& env, const config::Environment&) { return run(env); };
+    });
+    return sub;
+  };
+
+  auto* add = leaf("add", "Store a memory (through the write head: it may merge or skip)",
+                   [&](CommandEnv& env) { return RunAdd(env, p.add); });
+  add->add_option("text", p.add.content, "What to remember")->required();
+  add->add_option("--context", p.add.context, "Where it came from");
+  Repeatable(add, "--tag", p.add.tags, "A tag (repeatable)")->type_name("TAG");
+  add->add_option("--importance", p.add.importance, "Importance weight in 0..3")
+      ->type_name("W")
+      ->capture_default_str();
+  add->add_option("--metadata", p.add.metadata, "A JSON object")->type_name("JSON");
+
+  auto* get = leaf("get", "Show one memory", [&](CommandEnv& env) { return RunGet(env, p.id); });
+  get->add_option("id", p.id, "Memory id")->required();
+
+  auto* list = leaf("list", "List memories, newest first, a page at a time",
+                    [&](CommandEnv& env) { return RunList(env, p.list); });
+  Repeatable(list, "--tag", p.list.tags, "Only memories with this tag (repeatable: all of them)")
+      ->type_name("TAG");
+  list->add_option("--since", p.list.since, "Created at or after (ISO 8601 or epoch ms)")
+      ->type_name("TIME");
+  list->add_option("--until", p.list.until, "Created before (ISO 8601 or epoch ms)")
+      ->type_name("TIME");
+  list->add_option("--meta", p.list.meta,
+                   "Metadata has KEY (KEY=VALUE: with that JSON value; non-JSON is a string)")
+      ->type_name("KEY[=VALUE]");
+  list->add_option("--limit", p.list.limit, "Page size")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  list->add_option("--cursor", p.list.cursor, "Continue after a previous page")->type_name("C");
+
+  auto* search = leaf("search", "Find memories by meaning and words", [&](CommandEnv& env) {
+    if (p.top_k > 0) p.search.top_k = p.top_k;
+    return RunSearch(env, p.search);
+  });
+  search->add_option("query", p.search.query, "What to look for")->required();
+  search->add_option("--top-k", p.top_k, "How many results (default retrieval.default_top_k)")
+      ->check(CLI::Range(1, 50))
+      ->type_name("N");
+  search->add_option("--min-similarity", p.search.min_similarity, "Drop results below this")
+      ->check(CLI::Range(0.0, 1.0))
+      ->type_name("S");
+
+  auto* update = leaf("update", "Change a memory; the old version stays in its history",
+                      [&](CommandEnv& env) { return RunUpdate(env, p.update); });
+  update->add_option("id", p.update.id, "Memory id")->required();
+  auto* content = update->add_option("--content", p.update_content, "New content");
+  auto* context = update->add_option("--context", p.update_context, "New context");
+  auto* tags = Repeatable(update, "--tag", p.update_tags, "Replace the tags (repeatable)");
+  auto* importance = update->add_option("--importance", p.update_importance, "Importance 0..3");
+  auto* metadata = update->add_option("--metadata", p.update_metadata, "Replace the metadata");
+  update->callback([&, content, context, tags, importance, metadata] {
+    if (content->count() > 0) p.update.content = p.update_content;
+    if (context->count() > 0) p.update.context = p.update_context;
+    if (tags->count() > 0) p.update.tags = p.update_tags;
+    if (importance->count() > 0) p.update.importance = p.update_importance;
+    if (metadata->count() > 0) p.update.metadata = p.update_metadata;
+    action.with_runtime = [&](CommandEnv& env, const config::Environment&) {
+      return RunUpdate(env, p.update);
+    };
+  });
+
+  auto* del = leaf("delete", "Remove a memory; its history stays",
+                   [&](CommandEnv& env) { return RunDelete(env, p.id); });
+  del->add_option("id", p.id, "Memory id")->required();
+  auto* forget = leaf("forget", "Erase a memory and all its history for good",
+                      [&](CommandEnv& env) { return RunForget(env, p.id); });
+  forget->add_option("id", p.id, "Memory id")->required();
+  auto* history = leaf("history", "Every version of a memory",
+                       [&](CommandEnv& env) { return RunHistory(env, p.id); });
+  history->add_option("id", p.id, "Memory id")->required();
+
+  auto* import = leaf("import", "Load memories from JSON Lines (ids and times kept)",
+                      [&](CommandEnv& env) { return RunImport(env, p.import_args, std::cin); });
+  import->add_option("file", p.import_args.file, "A .jsonl file, or - for standard input")
+      ->required()
+      ->type_name("FILE|-");
+  auto* export_cmd = leaf("export", "Write memories as JSON Lines, one entry per line",
+                          [&](CommandEnv& env) { return RunExport(env, p.export_args); });
+  export_cmd->add_option("file", p.export_args.file, "Output file, or - for standard output")
+      ->type_name("FILE|-")
+      ->capture_default_str();
+  export_cmd->add_flag("--all", p.export_args.all_namespaces, "Every namespace, not only --user");
+}
+
+void AddInfo(CLI::App& app, Parsed& p, Action& action) {
+  auto* config = app.add_subcommand("config", "Inspect the configuration");
+  config->require_subcommand(1);
+  auto* show = config->add_subcommand("show", "The effective settings and where each came from");
+  show->add_flag("--json", p.json, "Print one JSON document instead of text");
+  show->callback([&] {
+    action.without_runtime = [&](const config::LoadedConfig& loaded, Io& io) {
+      if (p.json) {
+        io.out << boost::json::serialize(loaded.ShowJson()) << '\n';
+      } else {
+        io.out << loaded.Show();
+      }
+      return kExitOk;
+    };
+  });
+
+  auto* stats = app.add_subcommand("stats", "How much is stored, per namespace");
+  stats->add_flag("--json", p.json, "Print one JSON document instead of text");
+  stats->callback([&] {
+    action.with_runtime = [](CommandEnv& env, const config::Environment&) { return RunStats(env); };
+  });
+
+  // Tools for the durability tests; an empty group keeps them out of --help.
+  auto* debug = app.add_subcommand("debug", "")->group("");
+  debug->require_subcommand(1);
+  auto* stream = debug->add_subcommand("write-stream", "Add memories, acknowledging each");
+  stream->add_option("--count", p.stream_count, "How many")->check(CLI::PositiveNumber);
+  stream->callback([&] {
+    action.with_runtime = [&](CommandEnv& env, const config::Environment&) {
+      return RunDebugWriteStream(env, p.stream_count);
+    };
+  });
+  auto* check = debug->add_subcommand("check", "Check the store's integrity");
+  check->callback([&] {
+    action.with_runtime = [](CommandEnv& env, const config::Environment&) {
+      return RunDebugCheck(env);
+    };
+  });
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  Parsed p;
+  Action action;
+  CLI::App app{"mann: a chatbot with a long-term memory.", "mann"};
+  app.set_version_flag("--version", std::string("mann ") + kVersion, "Print the version and exit");
+  app.failure_message(ErrorMessage);
+  // Global options are accepted after the subcommand too (`mann memory list --data-dir X`).
+  app.fallthrough();
+  app.require_subcommand(1);
+  AddGlobalOptions(app, p.global);
+  AddChat(app, p, action);
+  AddMemory(app, p, action);
+  AddInfo(app, p, action);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+
+  Io io = StandardIo();
+  const config::Environment env = config::CurrentEnvironment();
+  auto loaded = LoadCliConfig(p.global, env);
+  if (!loaded.ok()) {
+    ReportError(io.err, loaded.status());
+    return kExitUsage;
+  }
+  if (Status st = ValidateNamespace(p.global.ns); !st.ok()) {
+    ReportError(io.err, InvalidArgumentError("--user: " + st.message()));
+    return kExitUsage;
+  }
+  if (action.without_runtime) return action.without_runtime(*loaded, io);
+  if (!action.with_runtime) return kExitUsage;  // require_subcommand makes this unreachable
+
+  auto rt = runtime::Runtime::Open(loaded->config);
+  if (!rt.ok()) return ReportError(io.err, rt.status());
+  CommandEnv command_env{**rt, p.global.ns, io, p.json};
+  return action.with_runtime(command_env, env);
+}
+
+}  // namespace mann::cli

@@ -1,0 +1,591 @@
+#include "memory_commands.h"
+
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+
+#include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mann/core/id.h>
+#include <mann/text/analyzer.h>
+
+#include "entry_json.h"
+#include "progress.h"
+
+namespace mann::cli {
+namespace {
+
+namespace json = boost::json;
+
+void PrintJson(Io& io, const json::value& v) {
+  io.out << json::serialize(v) << '\n';
+  io.out.flush();
+}
+
+Result<boost::json::object> ParseMetadata(const std::optional<std::string>& text) {
+  if (!text) return boost::json::object();
+  MANN_ASSIGN_OR_RETURN(json::value v, ParseJson(*text, "--metadata"));
+  if (!v.is_object()) {
+    return InvalidArgumentError("--metadata must be a JSON object such as '{\"city\":\"Hanoi\"}'");
+  }
+  return std::move(v.as_object());
+}
+
+std::string Join(const std::vector<std::string>& items, std::string_view sep) {
+  return fmt::format("{}", fmt::join(items, sep));
+}
+
+void PrintOutcome(Io& io, const WriteOutcome& w) {
+  switch (w.action) {
+    case WriteAction::kAdd:
+      io.out << "added " << w.memory_id << '\n';
+      break;
+    case WriteAction::kUpdate:
+      io.out << "merged into " << w.memory_id << " (now version " << w.version << "): " << w.reason
+             << '\n';
+      break;
+    case WriteAction::kNoop:
+      io.out << "already stored as " << w.memory_id << ": " << w.reason << '\n';
+      break;
+    case WriteAction::kDelete:
+      if (w.memory_id.empty()) {
+        io.out << "nothing matched, nothing forgotten\n";
+      } else {
+        io.out << "forgot " << w.memory_id << ": " << w.reason << '\n';
+      }
+      break;
+  }
+  for (const auto& id : w.evicted_ids) {
+    io.out << "evicted " << id << " to stay within memory.max_memory_capacity\n";
+  }
+}
+
+void PrintEntry(Io& io, const MemoryEntry& e) {
+  io.out << fmt::format("id:          {}\n", e.id) << fmt::format("namespace:   {}\n", e.ns)
+         << fmt::format("content:     {}\n", e.content);
+  if (!e.context.empty()) io.out << fmt::format("context:     {}\n", e.context);
+  if (!e.tags.empty()) io.out << fmt::format("tags:        {}\n", Join(e.tags, ", "));
+  if (!e.metadata.empty()) io.out << fmt::format("metadata:    {}\n", json::serialize(e.metadata));
+  io.out << fmt::format("importance:  {}\n", e.importance)
+         << fmt::format("usage:       {} (last access {})\n", e.usage_count,
+                        FormatTimestamp(e.last_access_ms))
+         << fmt::format("created:     {}\n", FormatTimestamp(e.created_ms))
+         << fmt::format("updated:     {} (version {})\n", FormatTimestamp(e.updated_ms), e.version);
+}
+
+std::string EntryLine(const MemoryEntry& e) {
+  std::string line = fmt::format("{}  {}  {}", e.id, FormatTimestamp(e.created_ms).substr(0, 16),
+                                 OneLine(e.content, 72));
+  if (!e.tags.empty()) line += fmt::format("  [{}]", Join(e.tags, ", "));
+  return line;
+}
+
+// --- import -----------------------------------------------------------------------------------
+
+// The bank's own limits, applied to an entry restored with its id (which the bank's Add cannot
+// do). Normalizes content, context and tags the way the bank does.
+Status ValidateRestored(MemoryEntry& e, const BankOptions& o) {
+  if (!IsUuid(e.id))
+    return InvalidArgumentError("field \"id\" must be a UUID, got \"" + e.id + "\"");
+  MANN_RETURN_IF_ERROR(ValidateNamespace(e.ns, o.max_namespace_bytes));
+  if (e.content.size() > o.max_content_bytes || e.context.size() > o.max_content_bytes) {
+    return InvalidArgumentError(
+        fmt::format("content and context may be at most {} bytes each", o.max_content_bytes));
+  }
+  e.content = text::NormalizeNfc(e.content);
+  if (e.content.empty()) return InvalidArgumentError("field \"content\" must not be empty");
+  e.context = text::NormalizeNfc(e.context);
+  if (!(e.importance >= kMinImportance && e.importance <= kMaxImportance)) {
+    return InvalidArgumentError(fmt::format("importance_weight must lie in [{}, {}], got {}",
+                                            kMinImportance, kMaxImportance, e.importance));
+  }
+  if (e.tags.size() > o.max_tags) {
+    return InvalidArgumentError(fmt::format("tags: at most {} tags are allowed", o.max_tags));
+  }
+  for (std::string& tag : e.tags) {
+    tag = text::NormalizeNfc(tag);
+    if (tag.empty() || tag.size() > o.max_tag_bytes) {
+      return InvalidArgumentError(
+          fmt::format("tags: each tag must have 1..{} bytes", o.max_tag_bytes));
+    }
+  }
+  std::sort(e.tags.begin(), e.tags.end());
+  e.tags.erase(std::unique(e.tags.begin(), e.tags.end()), e.tags.end());
+  return Status::Ok();
+}
+
+class Importer {
+ public:
+  explicit Importer(CommandEnv& env) : env_(env), rt_(env.rt) {
+    const BankStats stats = rt_.bank().Stats();
+    for (const auto& s : stats.namespaces) counts_[s.ns] = s.total_memories;
+  }
+
+  // One line; an error names what is wrong with it.
+  Status Line(std::string_view text) {
+    MANN_ASSIGN_OR_RETURN(json::value v, ParseJson(text, "the line"));
+    MANN_ASSIGN_OR_RETURN(ImportedEntry in, EntryFromJson(v));
+    if (!in.has_namespace) in.entry.ns = env_.ns;
+    if (!in.has_id) return AddNew(std::move(in.entry));
+    return Restore(std::move(in.entry));
+  }
+
+  // Commits what is batched; an error applies to every line in the batch.
+  Status Flush() {
+    if (batch_.empty()) return Status::Ok();
+    store::Mutation m = std::move(batch_);
+    batch_ = {};
+    const std::size_t n = m.upserts.size();
+    Status st = rt_.store().Commit(std::move(m));
+    if (!st.ok()) {
+      for (const auto& [ns, k] : batch_counts_) counts_[ns] -= k;
+      batch_counts_.clear();
+      return st;
+    }
+    batch_counts_.clear();
+    imported_ += n;
+    return Status::Ok();
+  }
+
+  std::size_t batched() const { return batch_.upserts.size(); }
+  bool full() const { return batched() >= kBatch; }
+  std::size_t imported() const { return imported_; }
+  std::size_t skipped() const { return skipped_; }
+
+ private:
+  static constexpr std::size_t kBatch = 256;
+
+  Status AddNew(MemoryEntry e) {
+    AddRequest r;
+    r.ns = e.ns;
+    r.content = std::move(e.content);
+    r.context = std::move(e.context);
+    r.tags = std::move(e.tags);
+    r.metadata = std::move(e.metadata);
+    r.importance = e.importance;
+    r.source = "import";
+    r.use_write_head = false;
+    MANN_ASSIGN_OR_RETURN(WriteOutcome w, rt_.bank().Add(r));
+    ++counts_[r.ns];
+    ++imported_;
+    (void)w;
+    return Status::Ok();
+  }
+
+  bool Exists(const std::string& id) {
+    if (seen_.count(id) != 0) return true;
+    for (const auto& [ns, count] : counts_) {
+      if (rt_.bank().Get(ns, id, /*touch=*/false).ok()) return true;
+    }
+    return false;
+  }
+
+  Status Restore(MemoryEntry e) {
+    const BankOptions& o = rt_.bank().options();
+    MANN_RETURN_IF_ERROR(ValidateRestored(e, o));
+    if (Exists(e.id)) {
+      ++skipped_;
+      return Status::Ok();
+    }
+    if (counts_[e.ns] >= o.max_memory_capacity) {
+      return ResourceExhaustedError(fmt::format(
+          "namespace {} holds memory.max_memory_capacity={} memories; raise it to import more",
+          e.ns, o.max_memory_capacity));
+    }
+
+    // Derived fields are recomputed, never trusted from the file.
+    const TimestampMs now = rt_.clock().NowMs();
+    if (e.created_ms == 0) e.created_ms = now;
+    if (e.updated_ms == 0) e.updated_ms = e.created_ms;
+    if (e.last_access_ms == 0) e.last_access_ms = e.updated_ms;
+    const text::Language language = text::DetectLanguage(e.content);
+    e.content_hash = text::ContentKey(e.content);
+    e.language = std::string(text::LanguageCode(language));
+
+    store::StoredEntry se;
+    se.terms = rt_.analyzer().Terms(e.content, language);
+    MANN_ASSIGN_OR_RETURN(se.embedding, rt_.encoder().Encode(e.content));
+    se.encoder_id = rt_.encoder().Id();
+
+    HistoryRecord h;
+    h.entry_id = e.id;
+    h.ns = e.ns;
+    h.action = HistoryAction::kCreate;
+    h.version = e.version;
+    h.content = e.content;
+    h.context = e.context;
+    h.tags = e.tags;
+    h.metadata = e.metadata;
+    h.importance = e.importance;
+    h.at_ms = now;
+    h.source = "import";
+    h.reason = "imported with its original id";
+
+    seen_.insert(e.id);
+    ++counts_[e.ns];
+    ++batch_counts_[e.ns];
+    se.entry = std::move(e);
+    batch_.upserts.push_back(std::move(se));
+    batch_.history.push_back(std::move(h));
+    return Status::Ok();
+  }
+
+  CommandEnv& env_;
+  runtime::Runtime& rt_;
+  std::map<std::string, std::size_t> counts_;  // live entries per namespace, imports included
+  std::map<std::string, std::size_t> batch_counts_;
+  std::set<std::string> seen_;  // ids restored by this run
+  store::Mutation batch_;
+  std::size_t imported_ = 0;
+  std::size_t skipped_ = 0;
+};
+
+}  // namespace
+
+int RunAdd(CommandEnv& env, const AddArgs& args) {
+  auto metadata = ParseMetadata(args.metadata);
+  if (!metadata.ok()) return ReportError(env.io.err, metadata.status());
+  AddRequest r;
+  r.ns = env.ns;
+  r.content = args.content;
+  r.context = args.context;
+  r.tags = args.tags;
+  r.metadata = std::move(metadata).value();
+  r.importance = args.importance;
+  r.source = "cli";
+  auto outcome = env.rt.bank().Add(r);
+  if (!outcome.ok()) return ReportError(env.io.err, outcome.status());
+  if (env.json) {
+    PrintJson(env.io, OutcomeToJson(*outcome));
+  } else {
+    PrintOutcome(env.io, *outcome);
+  }
+  return kExitOk;
+}
+
+int RunGet(CommandEnv& env, const std::string& id) {
+  auto entry = env.rt.bank().Get(env.ns, id);
+  if (!entry.ok()) return ReportError(env.io.err, entry.status());
+  if (env.json) {
+    PrintJson(env.io, EntryToJson(*entry));
+  } else {
+    PrintEntry(env.io, *entry);
+  }
+  return kExitOk;
+}
+
+int RunList(CommandEnv& env, const ListArgs& args) {
+  ListQuery q;
+  q.ns = env.ns;
+  q.tags = args.tags;
+  q.limit = args.limit;
+  q.cursor = args.cursor;
+  if (args.since) {
+    auto t = ParseTimestamp(*args.since, "--since");
+    if (!t.ok()) return ReportError(env.io.err, t.status());
+    q.created_from = *t;
+  }
+  if (args.until) {
+    auto t = ParseTimestamp(*args.until, "--until");
+    if (!t.ok()) return ReportError(env.io.err, t.status());
+    q.created_until = *t;
+  }
+  if (args.meta) {
+    const auto eq = args.meta->find('=');
+    q.metadata_key = args.meta->substr(0, eq);
+    if (q.metadata_key->empty()) {
+      return ReportError(env.io.err, InvalidArgumentError("--meta expects KEY or KEY=VALUE"));
+    }
+    if (eq != std::string::npos) {
+      // A JSON value ("3", "true", "\"x\""); text that is not JSON matches as a plain string.
+      const std::string raw = args.meta->substr(eq + 1);
+      auto v = ParseJson(raw, "--meta value");
+      q.metadata_value = v.ok() ? std::move(v).value() : json::value(raw);
+    }
+  }
+
+  auto page = env.rt.bank().List(q);
+  if (!page.ok()) return ReportError(env.io.err, page.status());
+  if (env.json) {
+    json::array entries;
+    for (const auto& e : page->entries) entries.push_back(EntryToJson(e));
+    PrintJson(env.io,
+              json::object{{"entries", std::move(entries)}, {"next_cursor", page->next_cursor}});
+    return kExitOk;
+  }
+  if (page->entries.empty()) env.io.out << "no memories\n";
+  for (const auto& e : page->entries) env.io.out << EntryLine(e) << '\n';
+  if (!page->next_cursor.empty()) {
+    env.io.out << "more: mann memory list --cursor " << page->next_cursor << '\n';
+  }
+  return kExitOk;
+}
+
+int RunSearch(CommandEnv& env, const SearchArgs& args) {
+  SearchRequest r;
+  r.ns = env.ns;
+  r.query = args.query;
+  r.top_k = args.top_k.value_or(static_cast<std::size_t>(env.rt.config().retrieval.default_top_k));
+  r.min_similarity = args.min_similarity;
+  auto hits = env.rt.bank().Search(r);
+  if (!hits.ok()) return ReportError(env.io.err, hits.status());
+  if (env.json) {
+    json::array out;
+    for (const auto& h : *hits) out.push_back(HitToJson(h));
+    PrintJson(env.io, json::object{{"query", args.query}, {"hits", std::move(out)}});
+    return kExitOk;
+  }
+  if (hits->empty()) env.io.out << "no matching memories\n";
+  int rank = 0;
+  for (const auto& h : *hits) {
+    env.io.out << fmt::format("{:2d}. {:.3f}  {}  {}\n", ++rank, h.similarity, h.entry.id,
+                              OneLine(h.entry.content, 72));
+  }
+  return kExitOk;
+}
+
+int RunUpdate(CommandEnv& env, const UpdateArgs& args) {
+  UpdateRequest r;
+  r.ns = env.ns;
+  r.id = args.id;
+  r.content = args.content;
+  r.context = args.context;
+  r.tags = args.tags;
+  r.importance = args.importance;
+  r.source = "cli";
+  if (args.metadata) {
+    auto metadata = ParseMetadata(args.metadata);
+    if (!metadata.ok()) return ReportError(env.io.err, metadata.status());
+    r.metadata = std::move(metadata).value();
+  }
+  if (!r.content && !r.context && !r.tags && !r.importance && !r.metadata) {
+    return ReportError(env.io.err,
+                       InvalidArgumentError("nothing to update: give at least one of --content, "
+                                            "--context, --tag, --importance, --metadata"));
+  }
+  auto outcome = env.rt.bank().Update(r);
+  if (!outcome.ok()) return ReportError(env.io.err, outcome.status());
+  if (env.json) {
+    PrintJson(env.io, OutcomeToJson(*outcome));
+  } else {
+    env.io.out << "updated " << outcome->memory_id << " to version " << outcome->version << '\n';
+  }
+  return kExitOk;
+}
+
+int RunDelete(CommandEnv& env, const std::string& id) {
+  Status st = env.rt.bank().Delete(env.ns, id, "cli");
+  if (!st.ok()) return ReportError(env.io.err, st);
+  if (env.json) {
+    PrintJson(env.io, json::object{{"id", id}, {"deleted", true}});
+  } else {
+    env.io.out << "deleted " << id << " (its history is kept: mann memory history " << id << ")\n";
+  }
+  return kExitOk;
+}
+
+int RunForget(CommandEnv& env, const std::string& id) {
+  Status st = env.rt.bank().Forget(env.ns, id);
+  if (!st.ok()) return ReportError(env.io.err, st);
+  if (env.json) {
+    PrintJson(env.io, json::object{{"id", id}, {"forgotten", true}});
+  } else {
+    env.io.out << "forgot " << id << " and all its history\n";
+  }
+  return kExitOk;
+}
+
+int RunHistory(CommandEnv& env, const std::string& id) {
+  auto history = env.rt.bank().History(env.ns, id);
+  if (!history.ok()) return ReportError(env.io.err, history.status());
+  if (history->empty()) {
+    return ReportError(env.io.err, NotFoundError("no memory or history with id " + id +
+                                                 " in namespace " + env.ns));
+  }
+  if (env.json) {
+    json::array rows;
+    for (const auto& h : *history) rows.push_back(HistoryToJson(h));
+    PrintJson(env.io, json::object{{"id", id}, {"history", std::move(rows)}});
+    return kExitOk;
+  }
+  for (const auto& h : *history) {
+    env.io.out << fmt::format("v{} {:<6} {}  by {}", h.version, HistoryActionName(h.action),
+                              FormatTimestamp(h.at_ms), h.source);
+    if (!h.reason.empty()) env.io.out << " (" << h.reason << ")";
+    env.io.out << "\n    " << OneLine(h.content, 100) << '\n';
+  }
+  return kExitOk;
+}
+
+int RunImport(CommandEnv& env, const ImportArgs& args, std::istream& in) {
+  std::ifstream file;
+  std::istream* source = &in;
+  std::uintmax_t total_bytes = 0;
+  if (args.file != "-") {
+    file.open(args.file, std::ios::binary);
+    if (!file) {
+      return ReportError(env.io.err, NotFoundError("cannot open " + args.file + " for reading"));
+    }
+    struct stat st {};
+    if (::stat(args.file.c_str(), &st) == 0) total_bytes = static_cast<std::uintmax_t>(st.st_size);
+    source = &file;
+  }
+
+  Importer importer(env);
+  Progress progress(env.io.err, env.io.err_is_tty, "importing", total_bytes);
+  std::size_t failed = 0;
+  std::size_t line_no = 0;
+  std::size_t batch_first_line = 0;
+  std::uintmax_t bytes = 0;
+  std::string line;
+  auto flush = [&] {
+    const std::size_t pending = importer.batched();
+    Status st = importer.Flush();
+    if (!st.ok()) {
+      progress.Clear();
+      env.io.err << fmt::format("error: lines {}..{}: {}\n", batch_first_line, line_no,
+                                st.message());
+      failed += pending;
+    }
+  };
+  while (std::getline(*source, line)) {
+    ++line_no;
+    bytes += line.size() + 1;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    if (importer.batched() == 0) batch_first_line = line_no;
+    Status st = importer.Line(line);
+    if (!st.ok()) {
+      ++failed;
+      progress.Clear();
+      env.io.err << fmt::format("error: line {}: {}\n", line_no, st.message());
+    }
+    if (importer.full()) flush();
+    progress.Update(line_no, bytes);
+  }
+  flush();
+  progress.Finish();
+
+  if (env.json) {
+    PrintJson(env.io, json::object{{"imported", importer.imported()},
+                                   {"skipped", importer.skipped()},
+                                   {"failed", failed},
+                                   {"lines", line_no}});
+  } else {
+    env.io.out << fmt::format("imported {}, skipped {} already present, failed {}\n",
+                              importer.imported(), importer.skipped(), failed);
+  }
+  return failed == 0 ? kExitOk : kExitFailure;
+}
+
+int RunExport(CommandEnv& env, const ExportArgs& args) {
+  std::vector<std::string> spaces;
+  if (args.all_namespaces) {
+    for (const auto& s : env.rt.bank().Stats().namespaces) spaces.push_back(s.ns);
+  } else {
+    spaces.push_back(env.ns);
+  }
+
+  std::ofstream file;
+  std::ostream* sink = &env.io.out;
+  const std::string tmp = args.file + ".tmp";
+  if (args.file != "-") {
+    // Written under a temporary name and renamed, so a failed export never leaves half a file
+    // where a complete one was expected. Memories are private: owner-only permissions.
+    file.open(tmp, std::ios::binary | std::ios::trunc);
+    if (!file) return ReportError(env.io.err, FailedPreconditionError("cannot write " + tmp));
+    ::chmod(tmp.c_str(), 0600);
+    sink = &file;
+  }
+
+  std::size_t count = 0;
+  for (const std::string& ns : spaces) {
+    ListQuery q;
+    q.ns = ns;
+    q.limit = 1000;
+    do {
+      auto page = env.rt.bank().List(q);
+      if (!page.ok()) {
+        if (file.is_open()) std::remove(tmp.c_str());
+        return ReportError(env.io.err, page.status());
+      }
+      for (const auto& e : page->entries) {
+        *sink << json::serialize(EntryToJson(e)) << '\n';
+        ++count;
+      }
+      q.cursor = page->next_cursor;
+    } while (!q.cursor.empty());
+  }
+  sink->flush();
+
+  if (file.is_open()) {
+    file.close();
+    if (!file || std::rename(tmp.c_str(), args.file.c_str()) != 0) {
+      std::remove(tmp.c_str());
+      return ReportError(env.io.err, FailedPreconditionError("cannot write " + args.file));
+    }
+    if (env.json) {
+      PrintJson(env.io, json::object{{"exported", count}, {"file", args.file}});
+    } else {
+      env.io.out << "exported " << count << " memories to " << args.file << '\n';
+    }
+  }
+  return kExitOk;
+}
+
+int RunStats(CommandEnv& env) {
+  const BankStats s = env.rt.bank().Stats();
+  if (env.json) {
+    json::object o = StatsToJson(s);
+    o["store"] = env.rt.store().Describe();
+    PrintJson(env.io, o);
+    return kExitOk;
+  }
+  auto& out = env.io.out;
+  out << fmt::format("memories:        {}\n", s.overall.total_memories)
+      << fmt::format("utilization:     {:.1f}% of memory.memory_size={} (hard limit {})\n",
+                     s.overall.utilization * 100.0, s.memory_size, s.max_memory_capacity)
+      << fmt::format("reads, writes:   {}, {}\n", s.overall.reads, s.overall.writes)
+      << fmt::format("evictions:       {}\n", s.overall.evictions)
+      << fmt::format("write decisions: ADD {}, UPDATE {}, DELETE {}, NOOP {} (this process)\n",
+                     s.write_decisions[0], s.write_decisions[1], s.write_decisions[2],
+                     s.write_decisions[3])
+      << fmt::format("store:           {}\n", env.rt.store().Describe());
+  if (!s.namespaces.empty()) out << "namespaces:\n";
+  for (const auto& n : s.namespaces) {
+    out << fmt::format("  {:<20} {:>7} memories  {:5.1f}%  importance mean {:.2f}\n", n.ns,
+                       n.total_memories, n.utilization * 100.0, n.importance.mean);
+  }
+  return kExitOk;
+}
+
+int RunDebugWriteStream(CommandEnv& env, std::size_t count) {
+  const long run = static_cast<long>(::getpid());
+  for (std::size_t i = 0; i < count; ++i) {
+    AddRequest r;
+    r.ns = env.ns;
+    r.content = fmt::format("durability probe run {} number {}", run, i);
+    r.source = "cli";
+    r.use_write_head = false;
+    auto w = env.rt.bank().Add(r);
+    if (!w.ok()) return ReportError(env.io.err, w.status());
+    env.io.out << "ack " << w->memory_id << '\n';
+    env.io.out.flush();
+  }
+  return kExitOk;
+}
+
+int RunDebugCheck(CommandEnv& env) {
+  Status st = env.rt.store().CheckIntegrity();
+  if (!st.ok()) return ReportError(env.io.err, st);
+  env.io.out << "ok\n";
+  return kExitOk;
+}
+
+}  // namespace mann::cli

@@ -1,0 +1,144 @@
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <mann/core/log.h>
+#include <mann/index/fusion.h>
+#include <mann/runtime/runtime.h>
+
+namespace mann::runtime {
+namespace {
+
+Status DataDirError(const std::string& dir, const std::string& what) {
+  return FailedPreconditionError(
+      fmt::format("cannot use data directory {}: {}; set storage.data_dir (MANN_DATA_DIR or "
+                  "--data-dir) to a writable directory",
+                  dir, what));
+}
+
+// mkdir for one path component; an existing directory is fine.
+Status MakeOne(const std::string& path, const std::string& dir) {
+  if (::mkdir(path.c_str(), 0700) == 0) return Status::Ok();
+  const int err = errno;
+  struct stat st {};
+  if (err == EEXIST && ::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return Status::Ok();
+    return DataDirError(dir, path + " exists and is not a directory");
+  }
+  return DataDirError(dir, fmt::format("mkdir {}: {}", path, std::strerror(err)));
+}
+
+}  // namespace
+
+Status EnsureDataDir(const std::string& dir) {
+  if (dir.empty()) return DataDirError("\"\"", "the path is empty");
+
+  // Walk the components left to right, as `mkdir -p` does, so each missing parent gets 0700 too.
+  std::size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = dir.find('/', pos + 1);
+    const std::string prefix = dir.substr(0, pos);
+    if (prefix.empty() || prefix == "/") continue;
+    MANN_RETURN_IF_ERROR(MakeOne(prefix, dir));
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return DataDirError(dir, std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+std::string DatabasePath(const std::string& data_dir) {
+  if (!data_dir.empty() && data_dir.back() == '/') return data_dir + "mann.db";
+  return data_dir + "/mann.db";
+}
+
+Result<BankOptions> BankOptionsFromConfig(const config::Config& config) {
+  BankOptions o;
+  o.memory_size = static_cast<std::size_t>(config.memory.memory_size);
+  o.max_memory_capacity = static_cast<std::size_t>(config.memory.max_memory_capacity);
+  o.update_threshold = config.memory.update_threshold;
+  o.duplicate_threshold = config.memory.duplicate_threshold;
+
+  const auto method = index::ParseFusionMethod(config.retrieval.fusion);
+  if (!method) {
+    return InvalidArgumentError(fmt::format(
+        "retrieval.fusion must be one of: weighted_sum, rrf, got \"{}\"", config.retrieval.fusion));
+  }
+  o.fusion.method = *method;
+  o.fusion.dense_weight = static_cast<float>(config.retrieval.dense_weight);
+  o.fusion.lexical_weight = static_cast<float>(config.retrieval.lexical_weight);
+  o.recency_half_life_days = config.retrieval.recency_half_life_days;
+  o.recency_weight = config.retrieval.recency_weight;
+  o.importance_boost = config.retrieval.importance_boost;
+  o.sharpening = config.retrieval.sharpening;
+  MANN_RETURN_IF_ERROR(ValidateBankOptions(o));
+  return o;
+}
+
+Status ConfigureLogging(const config::LogConfig& log) {
+  log::LogOptions options;
+  options.level = log.level.empty() ? std::string("info") : log.level;
+  options.file = log.file;
+  return log::Configure(options);
+}
+
+Runtime::Runtime(config::Config config, const Clock& clock)
+    : config_(std::move(config)), clock_(clock) {}
+
+Runtime::~Runtime() {
+  if (bank_) {
+    Status flushed = bank_->Flush();
+    if (!flushed.ok())
+      log::Get("runtime")->warn("flush at shutdown failed: {}", flushed.ToString());
+  }
+}
+
+Result<std::unique_ptr<Runtime>> Runtime::Open(const config::Config& config, const Clock& clock) {
+  MANN_RETURN_IF_ERROR(ConfigureLogging(config.log));
+  std::unique_ptr<Runtime> rt(new Runtime(config, clock));
+
+  // Storage first: everything else is rebuilt from it.
+  if (config.storage.backend != "sqlite" && !config.storage.backend.empty()) {
+    return InvalidArgumentError(
+        fmt::format("storage.backend \"{}\" is not available in this build; use sqlite",
+                    config.storage.backend));
+  }
+  MANN_RETURN_IF_ERROR(EnsureDataDir(config.storage.data_dir));
+  rt->database_path_ = DatabasePath(config.storage.data_dir);
+  store::SqliteOptions store_options;
+  store_options.path = rt->database_path_;
+  MANN_ASSIGN_OR_RETURN(rt->store_, store::SqliteStore::Open(store_options));
+
+  // Text analysis and the dense encoder.
+  rt->analyzer_ = std::make_unique<text::Analyzer>();
+  if (config.encoder.kind != "hashed" && !config.encoder.kind.empty()) {
+    return InvalidArgumentError(fmt::format(
+        "encoder.kind \"{}\" is not available in this build; use hashed", config.encoder.kind));
+  }
+  encode::HashedEncoderOptions encoder_options;
+  if (config.encoder.dimension > 0) {
+    encoder_options.dimension = static_cast<std::size_t>(config.encoder.dimension);
+  }
+  auto encoder = encode::HashedEncoder::Create(encoder_options);
+  if (!encoder.ok()) return encoder.status().WithContext("encoder.dimension");
+  rt->encoder_ = std::make_unique<encode::HashedEncoder>(std::move(encoder).value());
+
+  // The bank loads every stored entry; the chat engine sits on top of it.
+  MANN_ASSIGN_OR_RETURN(BankOptions bank_options, BankOptionsFromConfig(config));
+  MANN_ASSIGN_OR_RETURN(
+      rt->bank_, MemoryBank::Open(bank_options, *rt->store_, *rt->encoder_, *rt->analyzer_, clock));
+  rt->responder_ = std::make_unique<chat::GroundedResponder>();
+  chat::ChatOptions chat_options;
+  chat_options.min_relevance = config.chat.min_relevance;
+  rt->engine_ = std::make_unique<chat::ChatEngine>(*rt->bank_, *rt->store_, *rt->responder_, clock,
+                                                   chat_options);
+
+  log::Get("runtime")->debug("runtime opened store={} memories={}", rt->store_->Describe(),
+                             rt->bank_->TotalCount());
+  return rt;
+}
+
+}  // namespace mann::runtime
