@@ -12,8 +12,8 @@ namespace {
 
 Status BadColumn(std::string_view column, std::string_view entry_id, std::string_view why) {
   return DataLossError(fmt::format(
-      "entry {}: column {} is unreadable ({}); the database is damaged: restore from a backup "
-      "(mann restore) or run mann check",
+      "entry {}: column {} is unreadable ({}); the database is damaged: restore a copy from a "
+      "backup or move the file aside",
       entry_id, column, why));
 }
 

@@ -45,8 +45,8 @@ Status SqliteError(int rc, std::string_view path, std::string_view what, std::st
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
       return DataLossError(Prefixed(
-          what, fmt::format("{} is not a valid mann database or is corrupt; restore from a "
-                            "backup (mann restore) or move it aside",
+          what, fmt::format("{} is not a valid mann database or is corrupt; restore a copy from a "
+                            "backup or move it aside",
                             path)));
     case SQLITE_CANTOPEN:
       return FailedPreconditionError(Prefixed(

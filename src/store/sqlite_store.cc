@@ -763,7 +763,7 @@ Status SqliteStore::CheckIntegrity() {
   const std::string first = row ? std::string(check.Text(0)) : std::string("no result");
   if (first == "ok") return Status::Ok();
   return DataLossError(fmt::format(
-      "{} failed its integrity check: {}; restore from a backup (mann restore) or move it aside",
+      "{} failed its integrity check: {}; restore a copy from a backup or move it aside",
       impl_->options.path, first));
 }
 

@@ -581,7 +581,7 @@ TEST_F(SqliteStoreTest, OpenOfRandomBytesIsDataLoss) {
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), StatusCode::kDataLoss) << store.status().ToString();
   EXPECT_TRUE(Contains(store.status().message(), path_));
-  EXPECT_TRUE(Contains(store.status().message(), "mann restore"));
+  EXPECT_TRUE(Contains(store.status().message(), "restore a copy from a backup"));
 }
 
 TEST_F(SqliteStoreTest, OpenOfTruncatedDatabaseIsDataLoss) {
@@ -801,7 +801,7 @@ TEST(SqliteError, MapsResultCodesOntoCanonicalStatuses) {
       {SQLITE_READONLY_DBMOVED, StatusCode::kFailedPrecondition, "check permissions"},
       {SQLITE_FULL, StatusCode::kResourceExhausted, "disk full writing /d/m.db; free space"},
       {SQLITE_CORRUPT, StatusCode::kDataLoss, "/d/m.db is not a valid mann database"},
-      {SQLITE_NOTADB, StatusCode::kDataLoss, "restore from a backup (mann restore)"},
+      {SQLITE_NOTADB, StatusCode::kDataLoss, "restore a copy from a backup"},
       {SQLITE_CANTOPEN, StatusCode::kFailedPrecondition, "directory /d exists"},
       {SQLITE_IOERR_FSYNC, StatusCode::kUnavailable, "I/O error"},
       {SQLITE_CONSTRAINT_PRIMARYKEY, StatusCode::kAlreadyExists, "op"},
