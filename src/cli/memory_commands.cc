@@ -88,44 +88,12 @@ std::string EntryLine(const MemoryEntry& e) {
 
 // --- import -----------------------------------------------------------------------------------
 
-// The bank's own limits, applied to an entry restored with its id (which the bank's Add cannot
-// do). Normalizes content, context and tags the way the bank does.
-Status ValidateRestored(MemoryEntry& e, const BankOptions& o) {
-  if (!IsUuid(e.id))
-    return InvalidArgumentError("field \"id\" must be a UUID, got \"" + e.id + "\"");
-  MANN_RETURN_IF_ERROR(ValidateNamespace(e.ns, o.max_namespace_bytes));
-  if (e.content.size() > o.max_content_bytes || e.context.size() > o.max_content_bytes) {
-    return InvalidArgumentError(
-        fmt::format("content and context may be at most {} bytes each", o.max_content_bytes));
-  }
-  e.content = text::NormalizeNfc(e.content);
-  if (e.content.empty()) return InvalidArgumentError("field \"content\" must not be empty");
-  e.context = text::NormalizeNfc(e.context);
-  if (!(e.importance >= kMinImportance && e.importance <= kMaxImportance)) {
-    return InvalidArgumentError(fmt::format("importance_weight must lie in [{}, {}], got {}",
-                                            kMinImportance, kMaxImportance, e.importance));
-  }
-  if (e.tags.size() > o.max_tags) {
-    return InvalidArgumentError(fmt::format("tags: at most {} tags are allowed", o.max_tags));
-  }
-  for (std::string& tag : e.tags) {
-    tag = text::NormalizeNfc(tag);
-    if (tag.empty() || tag.size() > o.max_tag_bytes) {
-      return InvalidArgumentError(
-          fmt::format("tags: each tag must have 1..{} bytes", o.max_tag_bytes));
-    }
-  }
-  std::sort(e.tags.begin(), e.tags.end());
-  e.tags.erase(std::unique(e.tags.begin(), e.tags.end()), e.tags.end());
-  return Status::Ok();
-}
-
+// Imports JSON Lines one entry at a time: a line with an id is restored as it was exported
+// (MemoryBank::Restore keeps id, times, usage and version); a line without one is added as new
+// information, bypassing the write head so an import never merges or drops lines.
 class Importer {
  public:
-  explicit Importer(CommandEnv& env) : env_(env), rt_(env.rt) {
-    const BankStats stats = rt_.bank().Stats();
-    for (const auto& s : stats.namespaces) counts_[s.ns] = s.total_memories;
-  }
+  explicit Importer(CommandEnv& env) : env_(env), rt_(env.rt) {}
 
   // One line; an error names what is wrong with it.
   Status Line(std::string_view text) {
@@ -133,34 +101,20 @@ class Importer {
     MANN_ASSIGN_OR_RETURN(ImportedEntry in, EntryFromJson(v));
     if (!in.has_namespace) in.entry.ns = env_.ns;
     if (!in.has_id) return AddNew(std::move(in.entry));
-    return Restore(std::move(in.entry));
-  }
-
-  // Commits what is batched; an error applies to every line in the batch.
-  Status Flush() {
-    if (batch_.empty()) return Status::Ok();
-    store::Mutation m = std::move(batch_);
-    batch_ = {};
-    const std::size_t n = m.upserts.size();
-    Status st = rt_.store().Commit(std::move(m));
-    if (!st.ok()) {
-      for (const auto& [ns, k] : batch_counts_) counts_[ns] -= k;
-      batch_counts_.clear();
-      return st;
+    auto restored = rt_.bank().Restore(std::move(in.entry), "import");
+    if (!restored.ok() && restored.status().code() == StatusCode::kAlreadyExists) {
+      ++skipped_;
+      return Status::Ok();
     }
-    batch_counts_.clear();
-    imported_ += n;
+    MANN_RETURN_IF_ERROR(restored.status());
+    ++imported_;
     return Status::Ok();
   }
 
-  std::size_t batched() const { return batch_.upserts.size(); }
-  bool full() const { return batched() >= kBatch; }
   std::size_t imported() const { return imported_; }
   std::size_t skipped() const { return skipped_; }
 
  private:
-  static constexpr std::size_t kBatch = 256;
-
   Status AddNew(MemoryEntry e) {
     AddRequest r;
     r.ns = e.ns;
@@ -171,77 +125,13 @@ class Importer {
     r.importance = e.importance;
     r.source = "import";
     r.use_write_head = false;
-    MANN_ASSIGN_OR_RETURN(WriteOutcome w, rt_.bank().Add(r));
-    ++counts_[r.ns];
+    MANN_RETURN_IF_ERROR(rt_.bank().Add(r).status());
     ++imported_;
-    (void)w;
-    return Status::Ok();
-  }
-
-  bool Exists(const std::string& id) {
-    if (seen_.count(id) != 0) return true;
-    for (const auto& [ns, count] : counts_) {
-      if (rt_.bank().Get(ns, id, /*touch=*/false).ok()) return true;
-    }
-    return false;
-  }
-
-  Status Restore(MemoryEntry e) {
-    const BankOptions& o = rt_.bank().options();
-    MANN_RETURN_IF_ERROR(ValidateRestored(e, o));
-    if (Exists(e.id)) {
-      ++skipped_;
-      return Status::Ok();
-    }
-    if (counts_[e.ns] >= o.max_memory_capacity) {
-      return ResourceExhaustedError(fmt::format(
-          "namespace {} holds memory.max_memory_capacity={} memories; raise it to import more",
-          e.ns, o.max_memory_capacity));
-    }
-
-    // Derived fields are recomputed, never trusted from the file.
-    const TimestampMs now = rt_.clock().NowMs();
-    if (e.created_ms == 0) e.created_ms = now;
-    if (e.updated_ms == 0) e.updated_ms = e.created_ms;
-    if (e.last_access_ms == 0) e.last_access_ms = e.updated_ms;
-    const text::Language language = text::DetectLanguage(e.content);
-    e.content_hash = text::ContentKey(e.content);
-    e.language = std::string(text::LanguageCode(language));
-
-    store::StoredEntry se;
-    se.terms = rt_.analyzer().Terms(e.content, language);
-    MANN_ASSIGN_OR_RETURN(se.embedding, rt_.encoder().Encode(e.content));
-    se.encoder_id = rt_.encoder().Id();
-
-    HistoryRecord h;
-    h.entry_id = e.id;
-    h.ns = e.ns;
-    h.action = HistoryAction::kCreate;
-    h.version = e.version;
-    h.content = e.content;
-    h.context = e.context;
-    h.tags = e.tags;
-    h.metadata = e.metadata;
-    h.importance = e.importance;
-    h.at_ms = now;
-    h.source = "import";
-    h.reason = "imported with its original id";
-
-    seen_.insert(e.id);
-    ++counts_[e.ns];
-    ++batch_counts_[e.ns];
-    se.entry = std::move(e);
-    batch_.upserts.push_back(std::move(se));
-    batch_.history.push_back(std::move(h));
     return Status::Ok();
   }
 
   CommandEnv& env_;
   runtime::Runtime& rt_;
-  std::map<std::string, std::size_t> counts_;  // live entries per namespace, imports included
-  std::map<std::string, std::size_t> batch_counts_;
-  std::set<std::string> seen_;  // ids restored by this run
-  store::Mutation batch_;
   std::size_t imported_ = 0;
   std::size_t skipped_ = 0;
 };
@@ -441,35 +331,21 @@ int RunImport(CommandEnv& env, const ImportArgs& args, std::istream& in) {
   Progress progress(env.io.err, env.io.err_is_tty, "importing", total_bytes);
   std::size_t failed = 0;
   std::size_t line_no = 0;
-  std::size_t batch_first_line = 0;
   std::uintmax_t bytes = 0;
   std::string line;
-  auto flush = [&] {
-    const std::size_t pending = importer.batched();
-    Status st = importer.Flush();
-    if (!st.ok()) {
-      progress.Clear();
-      env.io.err << fmt::format("error: lines {}..{}: {}\n", batch_first_line, line_no,
-                                st.message());
-      failed += pending;
-    }
-  };
   while (std::getline(*source, line)) {
     ++line_no;
     bytes += line.size() + 1;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    if (importer.batched() == 0) batch_first_line = line_no;
     Status st = importer.Line(line);
     if (!st.ok()) {
       ++failed;
       progress.Clear();
       env.io.err << fmt::format("error: line {}: {}\n", line_no, st.message());
     }
-    if (importer.full()) flush();
     progress.Update(line_no, bytes);
   }
-  flush();
   progress.Finish();
 
   if (env.json) {

@@ -852,6 +852,62 @@ Result<WriteOutcome> MemoryBank::Add(const AddRequest& r) {
   return outcome;
 }
 
+Result<WriteOutcome> MemoryBank::Restore(MemoryEntry e, const std::string& source) {
+  Impl& im = *impl_;
+  if (!IsUuid(e.id)) return InvalidArgumentError("id must be a UUID, got \"" + e.id + "\"");
+  MANN_RETURN_IF_ERROR(ValidateNamespace(e.ns, im.options.max_namespace_bytes));
+  MANN_RETURN_IF_ERROR(ValidateImportance(e.importance));
+  MANN_ASSIGN_OR_RETURN(std::string content, NormalizeContent(e.content, im.options));
+  MANN_ASSIGN_OR_RETURN(e.tags, NormalizeTags(e.tags, im.options));
+  if (e.context.size() > im.options.max_content_bytes) {
+    return InvalidArgumentError(fmt::format("context may be at most {} bytes, got {}",
+                                            im.options.max_content_bytes, e.context.size()));
+  }
+  if (e.version < 1 || e.usage_count < 0) {
+    return InvalidArgumentError("version must be at least 1 and usage_count not negative");
+  }
+  e.context = text::NormalizeNfc(e.context);
+  MANN_ASSIGN_OR_RETURN(Prepared p, im.Prepare(std::move(content)));
+  e.content = p.content;
+  e.content_hash = p.key;
+  e.language = p.language;
+  const TimestampMs now = im.clock.NowMs();
+  if (e.created_ms == 0) e.created_ms = now;
+  if (e.updated_ms == 0) e.updated_ms = e.created_ms;
+  if (e.last_access_ms == 0) e.last_access_ms = e.updated_ms;
+
+  WriteOutcome outcome;
+  outcome.action = WriteAction::kAdd;
+  outcome.memory_id = e.id;
+  outcome.version = e.version;
+  outcome.reason = "restored with its original id";
+  std::future<Status> pending;
+  {
+    std::unique_lock lock(im.mu);
+    // Ids are unique across namespaces (they are the store's primary key).
+    for (const auto& [name, space] : im.spaces) {
+      if (space->by_id.count(e.id) != 0) {
+        return AlreadyExistsError("memory " + e.id + " already exists");
+      }
+    }
+    Space& s = im.SpaceFor(e.ns);
+    if (s.count() >= im.options.max_memory_capacity) {
+      return ResourceExhaustedError(fmt::format(
+          "namespace {} holds max_memory_capacity={} memories; raise it to restore more", e.ns,
+          im.options.max_memory_capacity));
+    }
+    store::Mutation m;
+    m.history.push_back(MakeHistory(e, HistoryAction::kCreate, now, source, outcome.reason));
+    const DocId doc = im.Insert(s, std::move(e), std::move(p.terms), p.embedding);
+    m.upserts.push_back(im.ToStored(s, doc));
+    m.counters.push_back({s.name, 0, 1, 0});
+    ++s.writes;
+    pending = im.store.Enqueue(std::move(m));
+  }
+  MANN_RETURN_IF_ERROR(im.AwaitCommit(std::move(pending)));
+  return outcome;
+}
+
 Result<WriteOutcome> MemoryBank::Update(const UpdateRequest& r) {
   Impl& im = *impl_;
   MANN_RETURN_IF_ERROR(ValidateNamespace(r.ns, im.options.max_namespace_bytes));

@@ -1501,3 +1501,97 @@ TEST_F(MemoryBankConcurrency, ConcurrentWritersAndReadersLoseNothing) {
 
 }  // namespace
 }  // namespace mann
+
+// ---- restore -----------------------------------------------------------------------------------
+
+namespace mann {
+namespace {
+
+using MemoryBankRestore = BankFixture;
+
+MemoryEntry Exported(std::string id, std::string content, std::string ns = "default") {
+  MemoryEntry e;
+  e.id = std::move(id);
+  e.ns = std::move(ns);
+  e.content = std::move(content);
+  e.tags = {"home", "city"};
+  e.importance = 2.5;
+  e.usage_count = 7;
+  e.version = 3;
+  e.created_ms = 1'700'000'000'000;
+  e.updated_ms = 1'700'000'100'000;
+  e.last_access_ms = 1'700'000'200'000;
+  return e;
+}
+
+TEST_F(MemoryBankRestore, KeepsIdTimesUsageAndVersionAndIsSearchable) {
+  const std::string id = "01900000-0000-7000-8000-000000000001";
+  auto out = bank_->Restore(Exported(id, "I live in Hanoi"));
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->memory_id, id);
+
+  const MemoryEntry e = MustPeek(id);
+  EXPECT_EQ(e.version, 3);
+  EXPECT_EQ(e.usage_count, 7);
+  EXPECT_EQ(e.created_ms, 1'700'000'000'000);
+  EXPECT_EQ(e.last_access_ms, 1'700'000'200'000);
+  EXPECT_EQ(e.tags, (std::vector<std::string>{"city", "home"}));
+  EXPECT_EQ(e.content_hash, text::ContentKey("I live in Hanoi"));
+
+  const auto hits = MustSearch("Hanoi", 1, "default", /*touch=*/false);
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0].entry.id, id);
+  const auto history = MustHistory(id);
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0].source, "import");
+
+  // Durable: it comes back after a restart.
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_EQ(MustPeek(id).version, 3);
+}
+
+TEST_F(MemoryBankRestore, AnIdLiveInAnyNamespaceIsAlreadyExists) {
+  const std::string id = MustAdd("I live in Hanoi", 1.0, {}, "alice");
+  auto again = bank_->Restore(Exported(id, "something else", "bob"));
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(bank_->TotalCount(), 1u);
+}
+
+TEST_F(MemoryBankRestore, RejectsBadFieldsNamingThem) {
+  struct Case {
+    std::function<void(MemoryEntry&)> spoil;
+    const char* field;
+  };
+  const Case cases[] = {
+      {[](MemoryEntry& e) { e.id = "not-a-uuid"; }, "id"},
+      {[](MemoryEntry& e) { e.importance = 3.5; }, "importance_weight"},
+      {[](MemoryEntry& e) { e.content = "  "; }, "content"},
+      {[](MemoryEntry& e) { e.tags = {""}; }, "tags"},
+      {[](MemoryEntry& e) { e.version = 0; }, "version"},
+  };
+  for (const Case& c : cases) {
+    MemoryEntry e = Exported("01900000-0000-7000-8000-000000000002", "I live in Hanoi");
+    c.spoil(e);
+    auto out = bank_->Restore(e);
+    ASSERT_FALSE(out.ok()) << c.field;
+    EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument) << c.field;
+    EXPECT_NE(out.status().message().find(c.field), std::string::npos) << out.status().message();
+  }
+  EXPECT_EQ(bank_->TotalCount(), 0u);
+}
+
+TEST_F(MemoryBankRestore, NeverEvictsAtCapacity) {
+  BankOptions o;
+  o.memory_size = 1;
+  o.max_memory_capacity = 1;
+  ASSERT_NO_FATAL_FAILURE(OpenBank(o));
+  const std::string kept = MustAdd("I live in Hanoi");
+  auto out = bank_->Restore(Exported("01900000-0000-7000-8000-000000000003", "I like tea"));
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(MustPeek(kept).content, "I live in Hanoi");
+}
+
+}  // namespace
+}  // namespace mann

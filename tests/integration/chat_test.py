@@ -18,7 +18,9 @@ import tempfile
 import termios
 import time
 
-TIMEOUT = 60  # seconds, for every subprocess and every wait
+import harness
+
+TIMEOUT = harness.TIMEOUT
 PROMPT = b"you> "
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -39,30 +41,14 @@ QUESTIONS = [
 ]
 UNKNOWN = "what is my favourite car?"
 
-failures = []
-passed = 0
-
-
-def check(condition, what, detail=""):
-    global passed
-    if condition:
-        passed += 1
-    else:
-        failures.append(what + (f"\n      {detail}" if detail else ""))
+checks = harness.Checks()
+check = checks.check
 
 
 def hermetic_env(root, **extra):
-    """An environment that sees nothing of the developer's: its own HOME and data dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MANN_")}
-    env.pop("NO_COLOR", None)
-    env.pop("XDG_DATA_HOME", None)
-    env["HOME"] = os.path.join(root, "home")
-    env["MANN_DATA_DIR"] = os.path.join(root, "data")
-    env["LANG"] = "C.UTF-8"
-    env["TERM"] = "xterm"
-    os.makedirs(env["HOME"], exist_ok=True)
-    env.update(extra)
-    return env
+    """A hermetic environment with its own data dir and a terminal type that allows colour."""
+    return harness.hermetic_env(
+        root, **dict({"MANN_DATA_DIR": os.path.join(root, "data"), "TERM": "xterm"}, **extra))
 
 
 class PtyChat:
@@ -291,15 +277,10 @@ def main():
     for name, test in [("pipe", test_pipe), ("pty", test_pty)]:
         root = tempfile.mkdtemp(prefix=f"mann-chat-{name}-")
         try:
-            test(mann, root)
-        except Exception as e:  # a hung or crashed chat fails the suite with its story
-            failures.append(f"{name}: {type(e).__name__}: {e}")
+            checks.scenario(name, test, mann, root)
         finally:
             shutil.rmtree(root, ignore_errors=True)
-    for failure in failures:
-        print("FAIL:", failure)
-    print(f"{passed} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

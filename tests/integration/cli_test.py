@@ -17,22 +17,16 @@ import subprocess
 import sys
 import tempfile
 
-TIMEOUT = 60  # seconds, for every subprocess
+import harness
+
+TIMEOUT = harness.TIMEOUT
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ENTRY_FIELDS = {"id", "namespace", "content", "context", "tags", "metadata", "importance_weight",
                 "usage_count", "created_at", "updated_at", "last_access_at", "version"}
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
-failures = []
-passed = 0
-
-
-def check(condition, what, detail=""):
-    global passed
-    if condition:
-        passed += 1
-    else:
-        failures.append(what + (f"\n      {detail}" if detail else ""))
+checks = harness.Checks()
+check = checks.check
 
 
 class Mann:
@@ -40,11 +34,7 @@ class Mann:
 
     def __init__(self, binary, root, data="data"):
         self.binary = binary
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("MANN_") and k not in ("NO_COLOR", "XDG_DATA_HOME")}
-        self.env["HOME"] = os.path.join(root, "home")
-        self.env["LANG"] = "C.UTF-8"
-        os.makedirs(self.env["HOME"], exist_ok=True)
+        self.env = harness.hermetic_env(root)
         self.data_dir = os.path.join(root, data)
 
     def run(self, *args, stdin=None, env=None, data_dir=True):
@@ -395,16 +385,10 @@ def main():
             ("progress", lambda: test_progress(Mann(binary, root, "progress"))),
         ]
         for name, test in tests:
-            try:
-                test()
-            except Exception as e:  # a crash or hang fails the suite with its story
-                failures.append(f"{name}: {type(e).__name__}: {e}")
+            checks.scenario(name, test)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for failure in failures:
-        print("FAIL:", failure)
-    print(f"{passed} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -23,29 +23,20 @@ import tempfile
 import threading
 import time
 
-TIMEOUT = 60  # seconds, for every subprocess
+import harness
+
+TIMEOUT = harness.TIMEOUT
 BUDGET = 60  # seconds for the kill rounds together
 
-failures = []
-passed = 0
-
-
-def check(condition, what, detail=""):
-    global passed
-    if condition:
-        passed += 1
-    else:
-        failures.append(what + (f"\n      {detail}" if detail else ""))
+checks = harness.Checks()
+check = checks.check
 
 
 def env_for(root):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MANN_")}
-    env["HOME"] = os.path.join(root, "home")
-    env["MANN_DATA_DIR"] = os.path.join(root, "data")
-    # Far above what the rounds can write, so the capacity policy never evicts an acked entry.
-    env["MANN_MAX_MEMORY_CAPACITY"] = "10000000"
-    os.makedirs(env["HOME"], exist_ok=True)
-    return env
+    # The capacity is far above what the rounds can write, so eviction never removes an acked
+    # entry.
+    return harness.hermetic_env(root, MANN_DATA_DIR=os.path.join(root, "data"),
+                                MANN_MAX_MEMORY_CAPACITY="10000000")
 
 
 def kill_round(mann, env, delay):
@@ -114,14 +105,11 @@ def main():
               f"{len(lost)} of {len(acked)} lost, e.g. {lost[:3]}")
         check(len(set(acked)) == len(acked), "acknowledged ids are unique")
         print(f"{rounds} kill rounds, {len(acked)} acknowledged writes, {len(stored)} stored")
-    except Exception as e:  # a hang or crash of the harness fails the suite with its story
-        failures.append(f"{type(e).__name__}: {e}")
+    except Exception as e:  # noqa: BLE001 - a hang or crash of the harness fails the suite
+        checks.fail(f"{type(e).__name__}: {e}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for failure in failures:
-        print("FAIL:", failure)
-    print(f"{passed} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

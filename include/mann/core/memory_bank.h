@@ -180,6 +180,13 @@ class MemoryBank {
   // too long, bad tags or namespace); a store error otherwise.
   Result<WriteOutcome> Add(const AddRequest& request);
 
+  // Puts back an entry exactly as it was exported: its id, times, usage count and version are
+  // kept; the content-derived fields (hash, language, terms, vector) are recomputed, and content,
+  // tags and importance are validated as Add validates them. The write head does not run.
+  // AlreadyExists when an entry with that id is live in any namespace; ResourceExhausted when
+  // the namespace is at max_memory_capacity (a restore never evicts).
+  Result<WriteOutcome> Restore(MemoryEntry entry, const std::string& source = "import");
+
   // A new version of one entry; the previous one stays in history. NotFound for an unknown id.
   Result<WriteOutcome> Update(const UpdateRequest& request);
 
