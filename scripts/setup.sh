@@ -36,7 +36,10 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   sudo=""
   if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || { echo "setup: need root or sudo to install packages" >&2; exit 1; }
+    if ! command -v sudo >/dev/null; then
+      echo "setup: need root or sudo to install packages" >&2
+      exit 1
+    fi
     sudo="sudo"
   fi
   export DEBIAN_FRONTEND=noninteractive

@@ -12,5 +12,6 @@ echo "== release build: unit and integration tests"
 ctest --test-dir "$root/build" -j "$jobs" --output-on-failure --timeout 600 || status=1
 echo "== sanitizer build (ASan + UBSan): unit tests"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir "$root/build-asan" -j "$jobs" -L unit --output-on-failure --timeout 600 || status=1
+  ctest --test-dir "$root/build-asan" -j "$jobs" -L unit --output-on-failure --timeout 600 ||
+  status=1
 exit "$status"

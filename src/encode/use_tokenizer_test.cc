@@ -286,9 +286,10 @@ TEST(UseTokenizer, MalformedVocabularyIsDataLossNamingTheOrigin) {
 
 TEST(UseTokenizer, AcceptsIntegerNullAndPositiveScores) {
   // vocab.json really has ":30" at +30 and ":00" at 0; neither may be rejected or "fixed".
-  Result<UseTokenizer> t = UseTokenizer::FromVocabJson(
-      R"([["\ufffd",0],["<s>",0],["</s>",0],["x",0],["y",0],["z",0],["▁",-1],[":30",30],["a",null]])",
-      "inline");
+  Result<UseTokenizer> t =
+      UseTokenizer::FromVocabJson(R"([["\ufffd",0],["<s>",0],["</s>",0],["x",0],["y",0],["z",0],)"
+                                  R"(["▁",-1],[":30",30],["a",null]])",
+                                  "inline");
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_EQ(t->vocab_size(), 9u);
   EXPECT_THAT(t->Encode(":30"), ElementsAre(6, 7));
