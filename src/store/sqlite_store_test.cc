@@ -402,17 +402,18 @@ TEST_F(SqliteStoreTest, FailingMemberOfAGroupFailsAloneAndNeighboursLand) {
 
   StoredEntry bad = MakeEntry("bad");
   bad.entry.importance = 7.0;  // outside [0, 3]: the schema refuses it
-  std::vector<Status> results(5);
-  std::vector<std::thread> threads;
+  // Enqueue (not Commit from threads) makes the grouping deterministic: every mutation is queued
+  // before the lock is released, so the bad one always shares a transaction with a good one
+  // (the writer may have taken the first alone, blocked on the lock, but then takes the rest).
+  std::vector<std::future<Status>> pending;
   for (int i = 0; i < 5; ++i) {
-    threads.emplace_back([&, i] {
-      results[i] = store->Commit(Upsert(i == 2 ? bad : MakeEntry("good" + std::to_string(i))));
-    });
+    pending.push_back(store->Enqueue(Upsert(i == 2 ? bad : MakeEntry("good" + std::to_string(i)))));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_EQ(sqlite3_exec(blocker, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(blocker);
-  for (auto& th : threads) th.join();
+  std::vector<Status> results;
+  for (auto& p : pending) results.push_back(p.get());
 
   for (int i = 0; i < 5; ++i) {
     if (i == 2) {
