@@ -389,6 +389,13 @@ struct MemoryBank::Impl {
     return out;
   }
 
+  // Puts the stored form of live entry `doc` into `m` as one write, and counts it.
+  void NoteWrite(Space& s, DocId doc, store::Mutation& m) {
+    m.upserts.push_back(ToStored(s, doc));
+    m.counters.push_back({s.name, 0, 1, 0});
+    ++s.writes;
+  }
+
   const Slot* FindLive(const std::string& ns, const std::string& id, DocId* doc_out) const {
     auto sit = spaces.find(ns);
     if (sit == spaces.end()) return nullptr;
@@ -814,9 +821,7 @@ Result<WriteOutcome> MemoryBank::Add(const AddRequest& r) {
       m.history.push_back(
           MakeHistory(merged, HistoryAction::kUpdate, now, "write_head", outcome.reason));
       im.Replace(s, *match, std::move(merged), &p);
-      m.upserts.push_back(im.ToStored(s, *match));
-      m.counters.push_back({r.ns, 0, 1, 0});
-      ++s.writes;
+      im.NoteWrite(s, *match, m);
     } else {
       outcome.action = WriteAction::kAdd;
       if (outcome.reason.empty()) {
@@ -840,10 +845,7 @@ Result<WriteOutcome> MemoryBank::Add(const AddRequest& r) {
       outcome.memory_id = e.id;
       outcome.version = 1;
       m.history.push_back(MakeHistory(e, HistoryAction::kCreate, now, r.source, outcome.reason));
-      const DocId doc = im.Insert(s, std::move(e), std::move(p.terms), p.embedding);
-      m.upserts.push_back(im.ToStored(s, doc));
-      m.counters.push_back({r.ns, 0, 1, 0});
-      ++s.writes;
+      im.NoteWrite(s, im.Insert(s, std::move(e), std::move(p.terms), p.embedding), m);
     }
     im.decisions[static_cast<int>(outcome.action)].fetch_add(1);
     pending = im.store.Enqueue(std::move(m));
@@ -898,10 +900,7 @@ Result<WriteOutcome> MemoryBank::Restore(MemoryEntry e, const std::string& sourc
     }
     store::Mutation m;
     m.history.push_back(MakeHistory(e, HistoryAction::kCreate, now, source, outcome.reason));
-    const DocId doc = im.Insert(s, std::move(e), std::move(p.terms), p.embedding);
-    m.upserts.push_back(im.ToStored(s, doc));
-    m.counters.push_back({s.name, 0, 1, 0});
-    ++s.writes;
+    im.NoteWrite(s, im.Insert(s, std::move(e), std::move(p.terms), p.embedding), m);
     pending = im.store.Enqueue(std::move(m));
   }
   MANN_RETURN_IF_ERROR(im.AwaitCommit(std::move(pending)));
@@ -960,9 +959,7 @@ Result<WriteOutcome> MemoryBank::Update(const UpdateRequest& r) {
     store::Mutation m;
     m.history.push_back(MakeHistory(e, HistoryAction::kUpdate, now, r.source, outcome.reason));
     im.Replace(s, doc, std::move(e), prepared ? &*prepared : nullptr);
-    m.upserts.push_back(im.ToStored(s, doc));
-    m.counters.push_back({r.ns, 0, 1, 0});
-    ++s.writes;
+    im.NoteWrite(s, doc, m);
     pending = im.store.Enqueue(std::move(m));
   }
   MANN_RETURN_IF_ERROR(im.AwaitCommit(std::move(pending)));
