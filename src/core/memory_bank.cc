@@ -18,8 +18,10 @@
 #include <mann/core/memory_bank.h>
 #include <mann/core/shared_mutex.h>
 #include <mann/core/write_head.h>
+#include <mann/encode/hashed_encoder.h>
 #include <mann/index/bm25_index.h>
 #include <mann/index/vector_index.h>
+#include <mann/text/analyzer.h>
 
 namespace mann {
 namespace {
@@ -37,12 +39,16 @@ constexpr std::size_t kMinCandidates = 50;
 struct Slot {
   MemoryEntry entry;
   std::vector<std::string> terms;
+  const encode::Lane* lane = nullptr;  // how its vector was made; null when the slot is free
   bool live = false;
 };
 
 // The in-memory state of one namespace.
 struct Space {
-  explicit Space(std::string n, std::size_t dimension) : name(std::move(n)), vectors(dimension) {}
+  Space(std::string n, std::span<const encode::Encoder* const> encoders) : name(std::move(n)) {
+    vectors.reserve(encoders.size());
+    for (const encode::Encoder* e : encoders) vectors.emplace_back(e->Dimension());
+  }
 
   std::size_t count() const { return by_id.size(); }
 
@@ -52,7 +58,7 @@ struct Space {
   std::map<std::string, DocId> by_id;                  // ordered: UUIDv7 ids sort by creation time
   std::unordered_multimap<std::string, DocId> by_key;  // content key -> docs
   index::Bm25Index bm25;
-  index::FlatVectorIndex vectors;
+  std::vector<index::FlatVectorIndex> vectors;  // one per router space; an entry is in one
   std::int64_t reads = 0;
   std::int64_t writes = 0;
   std::int64_t evictions = 0;
@@ -65,7 +71,14 @@ struct Prepared {
   std::string key;
   std::string language;
   std::vector<std::string> terms;
+  const encode::Lane* lane = nullptr;
   encode::Vector embedding;
+  encode::Vector surface;  // hashed n-grams, for the write head (NearestBySurface)
+};
+
+// A query's vector in each space it is searched in.
+struct QueryVectors {
+  std::vector<std::pair<std::size_t, encode::Vector>> by_space;
 };
 
 bool IsFinite(double v) { return std::isfinite(v); }
@@ -281,9 +294,16 @@ class LexicalLoader {
 };
 
 struct MemoryBank::Impl {
-  Impl(const BankOptions& o, store::Store& s, const encode::Encoder& e, const text::Analyzer& a,
-       const Clock& c)
-      : options(o), store(s), encoder(e), analyzer(a), clock(c), ids(c), log(log::Get("memory")) {}
+  Impl(const BankOptions& o, store::Store& s, const encode::Router& r, const text::Analyzer& a,
+       const Clock& c, OpenOptions open)
+      : options(o),
+        store(s),
+        router(r),
+        analyzer(a),
+        clock(c),
+        open_options(std::move(open)),
+        ids(c),
+        log(log::Get("memory")) {}
 
   // --- preparation (no lock) ---------------------------------------------------------------
 
@@ -294,12 +314,55 @@ struct MemoryBank::Impl {
     const text::Language lang = text::DetectLanguage(p.content);
     p.language = std::string(text::LanguageCode(lang));
     p.terms = analyzer.Terms(p.content, lang);
-    MANN_ASSIGN_OR_RETURN(p.embedding, encoder.Encode(p.content));
-    if (p.embedding.size() != encoder.Dimension()) {
-      return InternalError(fmt::format("encoder {} returned {} dimensions, expected {}",
-                                       encoder.Id(), p.embedding.size(), encoder.Dimension()));
-    }
+    p.lane = &router.ForText(lang);
+    MANN_ASSIGN_OR_RETURN(p.embedding, router.Embed(*p.lane, p.content));
+    MANN_ASSIGN_OR_RETURN(p.surface, surface.Encode(p.content));
     return p;
+  }
+
+  // The stored entry whose wording is closest to `p`: candidates come from the dense and the
+  // lexical index, and are compared by the cosine of their hashed n-gram vectors.
+  //
+  // The write head asks "is this the same fact, said again?", which is a question about
+  // wording. A sentence encoder answers "is this about the same thing?": it puts "My sister
+  // lives in Hanoi" at 0.80 of "I live in Hanoi", and two different drinks habits at 0.86
+  // (docs/design/routing.md), so its cosine would merge distinct facts at the 0.8 threshold.
+  // REQUIRES: mu held.
+  struct Nearest {
+    bool found = false;
+    DocId doc = 0;
+    double similarity = 0;
+  };
+  Nearest NearestBySurface(const Space& s, const Prepared& p) const {
+    constexpr std::size_t kCandidates = 5;
+    std::vector<DocId> candidates;
+    for (const index::ScoredDoc& d : s.vectors[p.lane->space].TopK(p.embedding, kCandidates)) {
+      candidates.push_back(d.doc);
+    }
+    for (const index::ScoredDoc& d : s.bm25.SearchNormalized(p.terms, kCandidates)) {
+      candidates.push_back(d.doc);
+    }
+    Nearest best;
+    for (DocId doc : candidates) {
+      Result<encode::Vector> v = surface.Encode(s.slots[doc].entry.content);
+      if (!v.ok()) continue;
+      const double cosine = encode::Dot(p.surface, *v);
+      if (!best.found || cosine > best.similarity ||
+          (cosine == best.similarity && s.slots[doc].entry.id < s.slots[best.doc].entry.id)) {
+        best = Nearest{true, doc, cosine};
+      }
+    }
+    return best;
+  }
+
+  // The query's vector in every space that can read its language.
+  Result<QueryVectors> EmbedQuery(std::string_view query) const {
+    QueryVectors q;
+    for (const encode::Lane* lane : router.ForQuery(text::DetectLanguage(query))) {
+      MANN_ASSIGN_OR_RETURN(encode::Vector v, router.Embed(*lane, query));
+      q.by_space.emplace_back(lane->space, std::move(v));
+    }
+    return q;
   }
 
   // --- in-memory state (REQUIRES: mu held exclusively) ---------------------------------------
@@ -307,7 +370,7 @@ struct MemoryBank::Impl {
   Space& SpaceFor(const std::string& ns) {
     auto it = spaces.find(ns);
     if (it == spaces.end()) {
-      it = spaces.emplace(ns, std::make_unique<Space>(ns, encoder.Dimension())).first;
+      it = spaces.emplace(ns, std::make_unique<Space>(ns, router.spaces())).first;
     }
     return *it->second;
   }
@@ -315,7 +378,8 @@ struct MemoryBank::Impl {
   // Adds a live entry to every index of `s`. With `lexical` null the terms go to the BM25 index
   // immediately; otherwise they are handed to that loader, which indexes them on its own thread.
   DocId Insert(Space& s, MemoryEntry entry, std::vector<std::string> terms,
-               std::span<const float> embedding, LexicalLoader* lexical = nullptr) {
+               const encode::Lane& lane, std::span<const float> embedding,
+               LexicalLoader* lexical = nullptr) {
     DocId doc;
     if (!s.free_slots.empty()) {
       doc = s.free_slots.back();
@@ -327,8 +391,9 @@ struct MemoryBank::Impl {
     Slot& slot = s.slots[doc];
     s.by_id[entry.id] = doc;
     s.by_key.emplace(entry.content_hash, doc);
-    s.vectors.Upsert(doc, embedding);
+    s.vectors[lane.space].Upsert(doc, embedding);
     slot.entry = std::move(entry);
+    slot.lane = &lane;
     slot.live = true;
     if (lexical == nullptr) {
       s.bm25.Upsert(doc, terms);
@@ -359,7 +424,7 @@ struct MemoryBank::Impl {
     s.by_id.erase(slot.entry.id);
     EraseKey(s, slot.entry.content_hash, doc);
     s.bm25.Remove(doc);
-    s.vectors.Remove(doc);
+    s.vectors[slot.lane->space].Remove(doc);
     slot = Slot{};
     s.free_slots.push_back(doc);
     total.fetch_sub(1);
@@ -372,7 +437,10 @@ struct MemoryBank::Impl {
       EraseKey(s, slot.entry.content_hash, doc);
       s.by_key.emplace(entry.content_hash, doc);
       s.bm25.Upsert(doc, p->terms);
-      s.vectors.Upsert(doc, p->embedding);
+      // New text may be in another language, and so belong in another space.
+      if (slot.lane->space != p->lane->space) s.vectors[slot.lane->space].Remove(doc);
+      s.vectors[p->lane->space].Upsert(doc, p->embedding);
+      slot.lane = p->lane;
       slot.terms = p->terms;
     }
     slot.entry = std::move(entry);
@@ -383,8 +451,8 @@ struct MemoryBank::Impl {
     store::StoredEntry out;
     out.entry = slot.entry;
     out.terms = slot.terms;
-    out.encoder_id = encoder.Id();
-    auto v = s.vectors.Get(doc);
+    out.encoder_id = slot.lane->provenance;
+    auto v = s.vectors[slot.lane->space].Get(doc);
     out.embedding.assign(v.begin(), v.end());
     return out;
   }
@@ -461,13 +529,24 @@ struct MemoryBank::Impl {
     std::unique_lock lock(mu);
     // Let every mutation queued behind the failed one settle first, so the reload sees them.
     store.Flush().IgnoreError();
-    Status reload = LoadAllLocked();
+    OpenOptions again;  // no progress display, nothing forced; the same write-back rule
+    again.write_back = open_options.write_back;
+    Status reload = LoadAllLocked(&again);
     if (!reload.ok()) log->critical("reload after a failed commit failed: {}", reload.ToString());
     return status;
   }
 
+  // The lane stored text of `e` belongs to.
+  const encode::Lane& LaneOf(const MemoryEntry& e) const {
+    return router.ForText(text::ParseLanguageCode(e.language));
+  }
+
+  // Rebuilds every namespace from the store. A stored vector is kept when it came through the
+  // lane its text belongs to now; the others (another encoder, another lexicon, or all of them
+  // with `reembed_all`) are re-made and written back. `progress` sees the re-embedding.
   // REQUIRES: mu held exclusively.
-  Status LoadAllLocked() {
+  Status LoadAllLocked(const OpenOptions* open = nullptr) {
+    const bool reembed_all = open != nullptr && open->reembed_all;
     spaces.clear();
     total.store(0);
     std::vector<store::StoredEntry> stale;  // entries whose vectors need re-embedding
@@ -475,16 +554,18 @@ struct MemoryBank::Impl {
     // reads rows and fills the other indexes (measured in bench/memory_bench.cc, BM_Startup).
     LexicalLoader lexical;
     Status st = store.Load([&](store::StoredEntry&& se) -> Status {
-      if (se.encoder_id != encoder.Id() || se.embedding.size() != encoder.Dimension()) {
-        MANN_ASSIGN_OR_RETURN(se.embedding, encoder.Encode(se.entry.content));
-        se.encoder_id = encoder.Id();
-        stale.push_back(se);
-      }
       if (se.terms.empty()) se.terms = analyzer.Terms(se.entry.content);
+      const encode::Lane& lane = LaneOf(se.entry);
+      if (reembed_all || se.encoder_id != lane.provenance ||
+          se.embedding.size() != router.spaces()[lane.space]->Dimension()) {
+        stale.push_back(std::move(se));
+        return Status::Ok();
+      }
       Space& s = SpaceFor(se.entry.ns);
-      Insert(s, std::move(se.entry), std::move(se.terms), se.embedding, &lexical);
+      Insert(s, std::move(se.entry), std::move(se.terms), lane, se.embedding, &lexical);
       return Status::Ok();
     });
+    if (st.ok()) st = Reembed(stale, lexical, open);
     FinishLexical(lexical);
     MANN_RETURN_IF_ERROR(st);
 
@@ -498,7 +579,8 @@ struct MemoryBank::Impl {
 
     // Write re-embedded vectors back in bounded batches so a later start is fast again.
     constexpr std::size_t kBatch = 500;
-    for (std::size_t i = 0; i < stale.size(); i += kBatch) {
+    const bool write_back = open == nullptr || open->write_back;
+    for (std::size_t i = 0; write_back && i < stale.size(); i += kBatch) {
       store::Mutation m;
       for (std::size_t j = i; j < std::min(stale.size(), i + kBatch); ++j) {
         m.upserts.push_back(std::move(stale[j]));
@@ -506,7 +588,39 @@ struct MemoryBank::Impl {
       MANN_RETURN_IF_ERROR(store.Commit(std::move(m)));
     }
     if (!stale.empty()) {
-      log->info("re-embedded memories count={} encoder={}", stale.size(), encoder.Id());
+      log->info("re-embedded memories count={} encoders=\"{}\"", stale.size(), router.Describe());
+    }
+    reembedded.store(stale.size());
+    return Status::Ok();
+  }
+
+  // Gives each stale entry a vector through the lane its text belongs to, in batches of one
+  // lane each (the sentence encoder is faster on batches), and inserts it. `stale` keeps the
+  // stored form with its new vector, for the write-back. REQUIRES: mu held exclusively.
+  Status Reembed(std::vector<store::StoredEntry>& stale, LexicalLoader& lexical,
+                 const OpenOptions* open) {
+    if (stale.empty()) return Status::Ok();
+    log->info("re-embedding memories count={} encoders=\"{}\"", stale.size(), router.Describe());
+    std::map<const encode::Lane*, std::vector<std::size_t>> by_lane;
+    for (std::size_t i = 0; i < stale.size(); ++i) by_lane[&LaneOf(stale[i].entry)].push_back(i);
+    constexpr std::size_t kBatch = 32;
+    std::size_t done = 0;
+    for (const auto& [lane, members] : by_lane) {
+      for (std::size_t b = 0; b < members.size(); b += kBatch) {
+        const std::size_t e = std::min(members.size(), b + kBatch);
+        std::vector<std::string> texts;
+        for (std::size_t j = b; j < e; ++j) texts.push_back(stale[members[j]].entry.content);
+        std::vector<encode::Vector> vectors;
+        MANN_RETURN_IF_ERROR(router.EmbedBatch(*lane, texts, &vectors));
+        for (std::size_t j = b; j < e; ++j) {
+          store::StoredEntry& se = stale[members[j]];
+          se.embedding = std::move(vectors[j - b]);
+          se.encoder_id = lane->provenance;
+          Insert(SpaceFor(se.entry.ns), se.entry, se.terms, *lane, se.embedding, &lexical);
+        }
+        done += e - b;
+        if (open != nullptr && open->progress) open->progress(done, stale.size());
+      }
     }
     return Status::Ok();
   }
@@ -533,13 +647,26 @@ struct MemoryBank::Impl {
 
   // Candidates for `query` in `s`, best first by score, at most `limit`. REQUIRES: mu held.
   std::vector<Candidate> Rank(const Space& s, const std::vector<std::string>& terms,
-                              const encode::Vector& embedding, std::size_t limit,
-                              double min_similarity, TimestampMs now) const {
+                              const QueryVectors& query, std::size_t limit, double min_similarity,
+                              TimestampMs now) const {
     const std::size_t pool = std::max(limit * kCandidateFactor, kMinCandidates);
+    // Every entry lives in one space, so the spaces' candidates never overlap; merged by cosine
+    // they form one dense ranking.
     std::vector<index::ScoredDoc> dense;
-    const bool zero =
-        std::all_of(embedding.begin(), embedding.end(), [](float x) { return x == 0.0f; });
-    if (!zero) dense = s.vectors.TopK(embedding, pool);
+    for (const auto& [space, embedding] : query.by_space) {
+      const bool zero =
+          std::all_of(embedding.begin(), embedding.end(), [](float x) { return x == 0.0f; });
+      if (zero || s.vectors[space].size() == 0) continue;
+      const std::vector<index::ScoredDoc> found = s.vectors[space].TopK(embedding, pool);
+      dense.insert(dense.end(), found.begin(), found.end());
+    }
+    if (query.by_space.size() > 1) {
+      std::sort(dense.begin(), dense.end(),
+                [](const index::ScoredDoc& a, const index::ScoredDoc& b) {
+                  return a.score > b.score || (a.score == b.score && a.doc < b.doc);
+                });
+      if (dense.size() > pool) dense.resize(pool);
+    }
     const std::vector<index::ScoredDoc> lexical = s.bm25.SearchNormalized(terms, pool);
     const std::vector<index::FusedDoc> fused = index::Fuse(dense, lexical, options.fusion);
 
@@ -591,7 +718,9 @@ struct MemoryBank::Impl {
 
   Result<WriteOutcome> ForgetByText(const std::string& ns, const std::string& subject,
                                     const std::string& source) {
-    MANN_ASSIGN_OR_RETURN(Prepared p, Prepare(subject));
+    const std::string normalized = text::NormalizeNfc(subject);
+    MANN_ASSIGN_OR_RETURN(QueryVectors query, EmbedQuery(normalized));
+    const std::vector<std::string> terms = analyzer.Terms(normalized);
     WriteOutcome outcome;
     outcome.action = WriteAction::kNoop;
     std::future<Status> pending;
@@ -600,7 +729,7 @@ struct MemoryBank::Impl {
       auto sit = spaces.find(ns);
       std::vector<Candidate> best;
       if (sit != spaces.end()) {
-        best = Rank(*sit->second, p.terms, p.embedding, 1, 0.0, clock.NowMs());
+        best = Rank(*sit->second, terms, query, 1, 0.0, clock.NowMs());
       }
       if (best.empty() || best[0].similarity < options.forget_threshold) {
         outcome.reason = best.empty() ? "forget request matched no memory"
@@ -659,9 +788,13 @@ struct MemoryBank::Impl {
 
   const BankOptions options;
   store::Store& store;
-  const encode::Encoder& encoder;
+  const encode::Router& router;
+  std::unique_ptr<encode::Router> owned_router;  // set when the bank was opened on one encoder
   const text::Analyzer& analyzer;
   const Clock& clock;
+  const OpenOptions open_options;
+  std::atomic<std::size_t> reembedded{0};  // by the last load
+  const encode::HashedEncoder surface;     // the write head's measure of wording
   IdGenerator ids;
   std::shared_ptr<spdlog::logger> log;
 
@@ -740,14 +873,32 @@ MemoryBank::~MemoryBank() {
 
 Result<std::unique_ptr<MemoryBank>> MemoryBank::Open(const BankOptions& options,
                                                      store::Store& store,
+                                                     const encode::Router& router,
+                                                     const text::Analyzer& analyzer,
+                                                     const Clock& clock, OpenOptions open) {
+  return OpenImpl(options, store, router, nullptr, analyzer, clock, std::move(open));
+}
+
+Result<std::unique_ptr<MemoryBank>> MemoryBank::Open(const BankOptions& options,
+                                                     store::Store& store,
                                                      const encode::Encoder& encoder,
                                                      const text::Analyzer& analyzer,
                                                      const Clock& clock) {
+  std::unique_ptr<encode::Router> router = encode::Router::Single(encoder);
+  const encode::Router& ref = *router;
+  return OpenImpl(options, store, ref, std::move(router), analyzer, clock, OpenOptions{});
+}
+
+Result<std::unique_ptr<MemoryBank>> MemoryBank::OpenImpl(
+    const BankOptions& options, store::Store& store, const encode::Router& router,
+    std::unique_ptr<encode::Router> owned_router, const text::Analyzer& analyzer,
+    const Clock& clock, OpenOptions open) {
   MANN_RETURN_IF_ERROR(ValidateBankOptions(options));
-  auto impl = std::make_unique<Impl>(options, store, encoder, analyzer, clock);
+  auto impl = std::make_unique<Impl>(options, store, router, analyzer, clock, std::move(open));
+  impl->owned_router = std::move(owned_router);
   {
     std::unique_lock lock(impl->mu);
-    MANN_RETURN_IF_ERROR(impl->LoadAllLocked());
+    MANN_RETURN_IF_ERROR(impl->LoadAllLocked(&impl->open_options));
   }
   Impl* raw = impl.get();
   impl->flusher = std::thread([raw] { raw->FlusherLoop(); });
@@ -755,7 +906,8 @@ Result<std::unique_ptr<MemoryBank>> MemoryBank::Open(const BankOptions& options,
 }
 
 const BankOptions& MemoryBank::options() const { return impl_->options; }
-const encode::Encoder& MemoryBank::encoder() const { return impl_->encoder; }
+const encode::Router& MemoryBank::router() const { return impl_->router; }
+std::size_t MemoryBank::reembedded_at_open() const { return impl_->reembedded.load(); }
 
 Result<WriteOutcome> MemoryBank::Add(const AddRequest& r) {
   Impl& im = *impl_;
@@ -794,10 +946,10 @@ Result<WriteOutcome> MemoryBank::Add(const AddRequest& r) {
         outcome.action = WriteAction::kNoop;
         outcome.reason = "same content already stored";
       } else {
-        auto nearest = s.vectors.TopK(p.embedding, 1);
-        if (!nearest.empty() && nearest[0].score >= im.options.update_threshold) {
-          match = nearest[0].doc;
-          similarity = nearest[0].score;
+        const Impl::Nearest nearest = im.NearestBySurface(s, p);
+        if (nearest.found && nearest.similarity >= im.options.update_threshold) {
+          match = nearest.doc;
+          similarity = nearest.similarity;
           const bool dup = similarity >= im.options.duplicate_threshold;
           outcome.action = dup ? WriteAction::kNoop : WriteAction::kUpdate;
           outcome.reason = fmt::format(
@@ -845,7 +997,7 @@ Result<WriteOutcome> MemoryBank::Add(const AddRequest& r) {
       outcome.memory_id = e.id;
       outcome.version = 1;
       m.history.push_back(MakeHistory(e, HistoryAction::kCreate, now, r.source, outcome.reason));
-      im.NoteWrite(s, im.Insert(s, std::move(e), std::move(p.terms), p.embedding), m);
+      im.NoteWrite(s, im.Insert(s, std::move(e), std::move(p.terms), *p.lane, p.embedding), m);
     }
     im.decisions[static_cast<int>(outcome.action)].fetch_add(1);
     pending = im.store.Enqueue(std::move(m));
@@ -900,7 +1052,7 @@ Result<WriteOutcome> MemoryBank::Restore(MemoryEntry e, const std::string& sourc
     }
     store::Mutation m;
     m.history.push_back(MakeHistory(e, HistoryAction::kCreate, now, source, outcome.reason));
-    im.NoteWrite(s, im.Insert(s, std::move(e), std::move(p.terms), p.embedding), m);
+    im.NoteWrite(s, im.Insert(s, std::move(e), std::move(p.terms), *p.lane, p.embedding), m);
     pending = im.store.Enqueue(std::move(m));
   }
   MANN_RETURN_IF_ERROR(im.AwaitCommit(std::move(pending)));
@@ -1111,7 +1263,7 @@ Result<std::vector<SearchHit>> MemoryBank::Search(const SearchRequest& r) {
   const std::string query = text::NormalizeNfc(r.query);
   if (query.empty()) return InvalidArgumentError("query must not be empty");
   const std::vector<std::string> terms = im.analyzer.Terms(query);
-  MANN_ASSIGN_OR_RETURN(encode::Vector embedding, im.encoder.Encode(query));
+  MANN_ASSIGN_OR_RETURN(QueryVectors embedding, im.EmbedQuery(query));
 
   std::vector<SearchHit> hits;
   {

@@ -4,12 +4,14 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -17,8 +19,10 @@
 #include <mann/core/id.h>
 #include <mann/core/memory_bank.h>
 #include <mann/encode/hashed_encoder.h>
+#include <mann/encode/router.h>
 #include <mann/store/sqlite_store.h>
 #include <mann/text/analyzer.h>
+#include <mann/text/gloss.h>
 
 namespace mann {
 namespace {
@@ -1205,6 +1209,147 @@ TEST_F(MemoryBankPersistence, EncoderChangeReEmbedsOnceAndWritesBack) {
   hits = MustSearch("nurse");
   ASSERT_FALSE(hits.empty());
   EXPECT_EQ(hits[0].entry.id, nurse);
+}
+
+// ---- routing: one space per encoder -------------------------------------------------------------
+
+// The bank over a two-space router, as the runtime builds it for use-lite: English and glossed
+// Vietnamese in the first space, other scripts in the second. Two hashed encoders of different
+// lengths stand in for the sentence and fallback encoders, so the spaces are told apart by
+// dimension as well as by id.
+class MemoryBankRouting : public BankFixture {
+ protected:
+  void SetUp() override {
+    BankFixture::SetUp();
+    encode::HashedEncoderOptions a;
+    a.dimension = 128;
+    sentence_ = std::make_unique<encode::HashedEncoder>(a);
+    encode::HashedEncoderOptions b;
+    b.dimension = 64;
+    fallback_ = std::make_unique<encode::HashedEncoder>(b);
+    ASSERT_NO_FATAL_FAILURE(UseLexicon("tôi\tI\nsống\tlive\nở\tin\n"));
+    ASSERT_NO_FATAL_FAILURE(OpenRouted());
+  }
+
+  void UseLexicon(const std::string& tsv) {
+    auto g = text::Glosser::Parse(tsv, "test.tsv");
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    gloss_ = std::make_unique<text::Glosser>(std::move(g).value());
+  }
+
+  void OpenRouted(OpenOptions open = {}) {
+    bank_.reset();
+    router_ = encode::Router::Sentence(*sentence_, gloss_.get(), *fallback_);
+    auto bank = MemoryBank::Open(options_, *store_, *router_, analyzer_, clock_, std::move(open));
+    ASSERT_TRUE(bank.ok()) << bank.status().ToString();
+    bank_ = std::move(bank).value();
+  }
+
+  // encoder id and vector length of each stored entry, by content.
+  std::map<std::string, std::pair<std::string, std::size_t>> Stored() {
+    EXPECT_TRUE(bank_->Flush().ok());
+    std::map<std::string, std::pair<std::string, std::size_t>> out;
+    Status st = store_->Load([&](store::StoredEntry&& se) {
+      out[se.entry.content] = {se.encoder_id, se.embedding.size()};
+      return Status::Ok();
+    });
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return out;
+  }
+
+  std::unique_ptr<encode::HashedEncoder> sentence_;
+  std::unique_ptr<encode::HashedEncoder> fallback_;
+  std::unique_ptr<text::Glosser> gloss_;
+  std::unique_ptr<encode::Router> router_;
+};
+
+TEST_F(MemoryBankRouting, EachLanguageIsStoredThroughItsLane) {
+  MustAdd("I live in Hanoi");
+  MustAdd("tôi sống ở Huế");
+  MustAdd("我住在北京");
+  const auto stored = Stored();
+  ASSERT_EQ(stored.size(), 3u);
+  EXPECT_EQ(stored.at("I live in Hanoi"), std::make_pair(sentence_->Id(), std::size_t{128}));
+  EXPECT_EQ(
+      stored.at("tôi sống ở Huế"),
+      std::make_pair(sentence_->Id() + "+gloss-vi-" + gloss_->fingerprint(), std::size_t{128}));
+  EXPECT_EQ(stored.at("我住在北京"), std::make_pair(fallback_->Id(), std::size_t{64}));
+}
+
+TEST_F(MemoryBankRouting, QueriesReachEverySpaceThatReadsThem) {
+  const std::string hanoi = MustAdd("I live in Hanoi");
+  const std::string hue = MustAdd("tôi sống ở Huế");
+  const std::string beijing = MustAdd("我住在北京");
+  // The glossed Vietnamese memory sits in the English space: an English query finds it densely.
+  auto hits = MustSearch("I live in Hue", 5, "default", false);
+  ASSERT_GE(hits.size(), 2u);
+  EXPECT_EQ(hits[0].entry.id, hue);
+  EXPECT_GT(hits[0].dense, 0.5);
+  // A query in another script reads only the fallback space, and finds what is there.
+  hits = MustSearch("北京", 5, "default", false);
+  ASSERT_FALSE(hits.empty());
+  EXPECT_EQ(hits[0].entry.id, beijing);
+  EXPECT_GT(hits[0].dense, 0.0);
+  for (const SearchHit& h : hits) EXPECT_NE(h.entry.id, hanoi);
+}
+
+TEST_F(MemoryBankRouting, AnUpdateInAnotherLanguageMovesTheEntryToThatSpace) {
+  const std::string id = MustAdd("I live in Hanoi");
+  UpdateRequest u;
+  u.id = id;
+  u.content = "我住在北京";
+  ASSERT_TRUE(bank_->Update(u).ok());
+  EXPECT_EQ(Stored().at("我住在北京").first, fallback_->Id());
+  auto hits = MustSearch("北京", 5, "default", false);
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0].entry.id, id);
+  EXPECT_GT(hits[0].dense, 0.0);
+  // Nothing is left behind in the space the entry came from.
+  EXPECT_TRUE(MustSearch("I live in Hanoi", 5, "default", false).empty());
+}
+
+TEST_F(MemoryBankRouting, ANewLexiconReEmbedsOnlyTheGlossedMemories) {
+  MustAdd("I live in Hanoi");
+  MustAdd("tôi sống ở Huế");
+  MustAdd("我住在北京");
+  ASSERT_TRUE(bank_->Flush().ok());
+  ASSERT_NO_FATAL_FAILURE(OpenRouted());
+  EXPECT_EQ(bank_->reembedded_at_open(), 0u);
+
+  ASSERT_NO_FATAL_FAILURE(UseLexicon("tôi\tI\nsống\tlive\nở\tat\n"));
+  ASSERT_NO_FATAL_FAILURE(OpenRouted());
+  EXPECT_EQ(bank_->reembedded_at_open(), 1u);
+  EXPECT_EQ(Stored().at("tôi sống ở Huế").first,
+            sentence_->Id() + "+gloss-vi-" + gloss_->fingerprint());
+}
+
+TEST_F(MemoryBankRouting, ReembedAllReportsProgressAndWriteBackCanBeHeld) {
+  for (int i = 0; i < 40; ++i) MustAdd(fmt::format("fact number {} about the garden", i));
+  ASSERT_TRUE(bank_->Flush().ok());
+
+  std::vector<std::pair<std::size_t, std::size_t>> seen;
+  OpenOptions all;
+  all.reembed_all = true;
+  all.progress = [&](std::size_t done, std::size_t total) { seen.emplace_back(done, total); };
+  ASSERT_NO_FATAL_FAILURE(OpenRouted(all));
+  EXPECT_EQ(bank_->reembedded_at_open(), 40u);
+  ASSERT_GE(seen.size(), 2u);  // batches of 32
+  EXPECT_EQ(seen.back(), std::make_pair(std::size_t{40}, std::size_t{40}));
+  for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_GT(seen[i].first, seen[i - 1].first);
+
+  // A stand-in router (the sentence encoder missing): vectors are re-made in memory only.
+  bank_.reset();
+  router_ = encode::Router::Single(*fallback_);
+  OpenOptions hold;
+  hold.write_back = false;
+  auto bank = MemoryBank::Open(options_, *store_, *router_, analyzer_, clock_, hold);
+  ASSERT_TRUE(bank.ok()) << bank.status().ToString();
+  bank_ = std::move(bank).value();
+  EXPECT_EQ(bank_->reembedded_at_open(), 40u);
+  EXPECT_FALSE(MustSearch("garden", 5, "default", false).empty());
+  for (const auto& [content, stored] : Stored()) {
+    EXPECT_EQ(stored.first, sentence_->Id()) << content;
+  }
 }
 
 // ---- durability --------------------------------------------------------------------------------

@@ -15,7 +15,10 @@
 //   DELETE - the text asks to forget something ("forget that I live in Hanoi") and a stored entry
 //            matches it
 //   ADD    - otherwise
-// and records the decision in the entry's history.
+// and records the decision in the entry's history. The cosine here measures wording: it is that
+// of hashed n-gram vectors (default HashedEncoder), whatever the dense encoder, between the new
+// text and the closest candidates of the dense and lexical indexes. A sentence encoder's cosine
+// measures topic, and would merge different facts about one thing.
 //
 // Capacity: utilization = count / memory_size per namespace. A namespace never holds more than
 // max_memory_capacity entries: an ADD at the limit first evicts the entry with the lowest
@@ -32,6 +35,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +48,7 @@
 #include <mann/core/entry.h>
 #include <mann/core/status.h>
 #include <mann/encode/encoder.h>
+#include <mann/encode/router.h>
 #include <mann/index/fusion.h>
 #include <mann/store/store.h>
 #include <mann/text/analyzer.h>
@@ -163,11 +168,29 @@ struct BankStats {
   std::int64_t write_decisions[4] = {0, 0, 0, 0};  // by WriteAction, since start
 };
 
+struct OpenOptions {
+  // Called after each batch while stored vectors are re-made: (done, total). Only during
+  // Open(); it may capture objects that die once Open() returns.
+  std::function<void(std::size_t done, std::size_t total)> progress;
+  // Re-make every stored vector, not only those whose encoder or lexicon changed.
+  bool reembed_all = false;
+  // Store the re-made vectors. False while a stand-in encoder serves: the stored vectors stay
+  // those of the configured encoder.
+  bool write_back = true;
+};
+
 class MemoryBank {
  public:
-  // Validates options and loads every stored entry. Entries whose vectors came from another
-  // encoder are re-embedded (and written back) so one index never mixes two encoders.
-  // The store, encoder, analyzer and clock must outlive the bank.
+  // Validates options and loads every stored entry. The router decides which encoder embeds
+  // each entry (by its language); an entry whose stored vector came another way (another
+  // encoder, another gloss lexicon) is re-embedded and written back, so an index never mixes
+  // two encoders. The store, router, analyzer and clock must outlive the bank.
+  static Result<std::unique_ptr<MemoryBank>> Open(const BankOptions& options, store::Store& store,
+                                                  const encode::Router& router,
+                                                  const text::Analyzer& analyzer,
+                                                  const Clock& clock, OpenOptions open = {});
+
+  // The same with one encoder for every language.
   static Result<std::unique_ptr<MemoryBank>> Open(const BankOptions& options, store::Store& store,
                                                   const encode::Encoder& encoder,
                                                   const text::Analyzer& analyzer,
@@ -216,10 +239,19 @@ class MemoryBank {
   Status Flush();
 
   const BankOptions& options() const;
-  const encode::Encoder& encoder() const;
+  const encode::Router& router() const;
+
+  // How many stored vectors the opening load re-made.
+  std::size_t reembedded_at_open() const;
 
  private:
   struct Impl;
+  static Result<std::unique_ptr<MemoryBank>> OpenImpl(const BankOptions& options,
+                                                      store::Store& store,
+                                                      const encode::Router& router,
+                                                      std::unique_ptr<encode::Router> owned_router,
+                                                      const text::Analyzer& analyzer,
+                                                      const Clock& clock, OpenOptions open);
   explicit MemoryBank(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
