@@ -37,9 +37,12 @@
 #include <mann/core/log.h>
 #include <mann/core/memory_bank.h>
 #include <mann/encode/hashed_encoder.h>
+#include <mann/encode/router.h>
+#include <mann/encode/use_lite_encoder.h>
 #include <mann/index/fusion.h>
 #include <mann/store/sqlite_store.h>
 #include <mann/text/analyzer.h>
+#include <mann/text/gloss.h>
 
 namespace mann::eval {
 namespace {
@@ -294,18 +297,34 @@ OverlapCheck MeasureOverlap(const text::Analyzer& analyzer, EvalSet& set) {
 // ---- encoders --------------------------------------------------------------------------------
 
 const std::vector<std::string>& KnownEncoders() {
-  static const std::vector<std::string> names = {"hashed"};
+  static const std::vector<std::string> names = {"hashed", "use-lite", "use-lite-nogloss"};
   return names;
 }
 
-// >>> Choose the dense encoder by name here. A new encoder (the sentence encoder, a remote
-// >>> endpoint) gets a branch below and its name in KnownEncoders(); nothing else changes.
-Result<std::unique_ptr<encode::Encoder>> MakeEncoder(const std::string& name) {
+// The encoders a bank is opened with, and the router over them, kept alive together.
+struct Encoders {
+  std::vector<std::unique_ptr<encode::Encoder>> owned;
+  std::unique_ptr<encode::Router> router;
+};
+
+// >>> Choose the dense encoders by name here, as the runtime does for encoder.kind: "use-lite"
+// >>> is the default deployment (English and glossed Vietnamese through the sentence encoder,
+// >>> other scripts hashed); "use-lite-nogloss" sends Vietnamese to the hashed encoder instead.
+Result<Encoders> MakeEncoders(const std::string& name, const std::string& model_dir) {
+  Encoders e;
+  MANN_ASSIGN_OR_RETURN(encode::HashedEncoder hashed,
+                        encode::HashedEncoder::Create(encode::HashedEncoderOptions{}));
+  e.owned.push_back(std::make_unique<encode::HashedEncoder>(std::move(hashed)));
   if (name == "hashed") {
-    MANN_ASSIGN_OR_RETURN(encode::HashedEncoder hashed,
-                          encode::HashedEncoder::Create(encode::HashedEncoderOptions{}));
-    return std::unique_ptr<encode::Encoder>(
-        std::make_unique<encode::HashedEncoder>(std::move(hashed)));
+    e.router = encode::Router::Single(*e.owned[0]);
+    return e;
+  }
+  if (name == "use-lite" || name == "use-lite-nogloss") {
+    MANN_ASSIGN_OR_RETURN(auto sentence, encode::UseLiteEncoder::Load(model_dir));
+    e.owned.push_back(std::move(sentence));
+    const text::Glosser* gloss = name == "use-lite" ? &text::Glosser::BuiltIn() : nullptr;
+    e.router = encode::Router::Sentence(*e.owned[1], gloss, *e.owned[0]);
+    return e;
   }
   std::string known;
   for (const std::string& n : KnownEncoders()) known += (known.empty() ? "" : ", ") + n;
@@ -320,7 +339,9 @@ struct Method {
   BankOptions options;
 };
 
-std::vector<Method> Methods() {
+// The four rankings of the report, then a weighted sum for each extra dense weight asked for
+// (--dense_weights), the lexical weight being 1 minus it.
+std::vector<Method> Methods(const std::vector<float>& extra_dense_weights) {
   BankOptions base;
   base.recency_weight = 0.0;    // every fact is stored at once; age must not rank
   base.importance_boost = 0.0;  // all facts have importance 1 anyway; keep it out on purpose
@@ -332,12 +353,17 @@ std::vector<Method> Methods() {
     return o;
   };
   using index::FusionMethod;
-  return {
+  std::vector<Method> methods = {
       {"lexical only", with(FusionMethod::kWeightedSum, 0.0f, 1.0f)},
       {"dense only", with(FusionMethod::kWeightedSum, 1.0f, 0.0f)},
       {"weighted sum 0.5/0.5", with(FusionMethod::kWeightedSum, 0.5f, 0.5f)},
       {"rrf k=60", with(FusionMethod::kReciprocalRank, 0.5f, 0.5f)},
   };
+  for (float w : extra_dense_weights) {
+    methods.push_back({fmt::format("weighted sum {:g}/{:g}", w, 1.0f - w),
+                       with(FusionMethod::kWeightedSum, w, 1.0f - w)});
+  }
+  return methods;
 }
 
 enum Slice { kAll, kEnglish, kVietnamese, kParaphrase, kOverlap, kSliceCount };
@@ -401,18 +427,37 @@ struct Evaluation {
 };
 
 // Stores every fact once, then reopens the bank over the same store for each ranking.
-Result<Evaluation> Evaluate(const EvalSet& set, const encode::Encoder& encoder,
-                            const text::Analyzer& analyzer) {
+void PrintMiss(const EvalSet& set, const Question& q, const std::vector<SearchHit>& hits,
+               const std::unordered_map<std::string, std::string>& fact_of_memory) {
+  std::string fact_text;
+  for (const Fact& f : set.facts) {
+    if (f.id == q.fact) fact_text = f.text;
+  }
+  fmt::print(stderr, "miss line {} [{}{}] {}\n  wanted {}: {}\n", q.line, q.lang,
+             q.paraphrase ? ", paraphrase" : "", q.text, q.fact, fact_text);
+  for (std::size_t i = 0; i < std::min<std::size_t>(hits.size(), 3); ++i) {
+    const auto it = fact_of_memory.find(hits[i].entry.id);
+    fmt::print(stderr, "  got {} dense={:.3f} lexical={:.3f}: {}\n",
+               it == fact_of_memory.end() ? "?" : it->second, hits[i].dense, hits[i].lexical,
+               hits[i].entry.content);
+  }
+}
+
+// With `misses` set, each question the method of that name misses is printed to stderr with
+// what came first instead, and the scores of both: the way to see why a ranking fails.
+Result<Evaluation> Evaluate(const EvalSet& set, const encode::Router& router,
+                            const text::Analyzer& analyzer, const std::string& misses,
+                            const std::vector<float>& extra_dense_weights) {
   MANN_ASSIGN_OR_RETURN(TempDir dir, TempDir::Create());
   MANN_ASSIGN_OR_RETURN(auto store,
                         store::SqliteStore::Open({.path = (dir.path() / "eval.db").string()}));
   const FakeClock clock;
-  const std::vector<Method> methods = Methods();
+  const std::vector<Method> methods = Methods(extra_dense_weights);
 
   std::unordered_map<std::string, std::string> fact_of_memory;
   {
     MANN_ASSIGN_OR_RETURN(
-        auto bank, MemoryBank::Open(methods.front().options, *store, encoder, analyzer, clock));
+        auto bank, MemoryBank::Open(methods.front().options, *store, router, analyzer, clock));
     for (const Fact& f : set.facts) {
       AddRequest add;
       add.ns = NamespaceFor(f.lang);
@@ -429,10 +474,10 @@ Result<Evaluation> Evaluate(const EvalSet& set, const encode::Encoder& encoder,
   }
 
   Evaluation eval;
-  eval.encoder_id = encoder.Id();
+  eval.encoder_id = router.Describe();
   for (const Method& method : methods) {
     MANN_ASSIGN_OR_RETURN(auto bank,
-                          MemoryBank::Open(method.options, *store, encoder, analyzer, clock));
+                          MemoryBank::Open(method.options, *store, router, analyzer, clock));
     MethodResult r;
     r.method = method.name;
     for (const Question& q : set.questions) {
@@ -454,6 +499,7 @@ Result<Evaluation> Evaluate(const EvalSet& set, const encode::Encoder& encoder,
           break;
         }
       }
+      if (rank == 0 && method.name == misses) PrintMiss(set, q, *hits, fact_of_memory);
       r.slices[kAll].Add(rank);
       r.slices[q.lang == "en" ? kEnglish : kVietnamese].Add(rank);
       r.slices[q.paraphrase ? kParaphrase : kOverlap].Add(rank);
@@ -556,7 +602,18 @@ int Run(int argc, char** argv) {
   bool as_json = false;
   bool strict = false;
   app.add_option("--data", data_path, "evaluation set (JSON lines)")->capture_default_str();
-  app.add_option("--encoder", encoder_name, "dense encoder: hashed")->capture_default_str();
+  std::string model_dir = "models/use-lite";
+  app.add_option("--encoder", encoder_name, "dense encoders: hashed, use-lite, use-lite-nogloss")
+      ->capture_default_str();
+  app.add_option("--model_dir", model_dir, "the sentence encoder's files")->capture_default_str();
+  std::vector<float> extra_dense_weights;
+  app.add_option("--dense_weights", extra_dense_weights,
+                 "also report the weighted sum at these dense weights (lexical = 1 - dense)")
+      ->delimiter(',')
+      ->check(CLI::Range(0.0f, 1.0f));
+  std::string misses;
+  app.add_option("--misses", misses,
+                 "print to stderr the questions this method misses, e.g. \"weighted sum 0.5/0.5\"");
   app.add_flag("--json", as_json, "print one JSON object instead of the markdown table");
   app.add_flag("--strict", strict,
                "fail when a paraphrase label disagrees with the measured overlap, or when fewer "
@@ -573,9 +630,9 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "retrieval_eval: %s\n", set.status().ToString().c_str());
     return 2;
   }
-  Result<std::unique_ptr<encode::Encoder>> encoder = MakeEncoder(encoder_name);
-  if (!encoder.ok()) {
-    std::fprintf(stderr, "retrieval_eval: %s\n", encoder.status().ToString().c_str());
+  Result<Encoders> encoders = MakeEncoders(encoder_name, model_dir);
+  if (!encoders.ok()) {
+    std::fprintf(stderr, "retrieval_eval: %s\n", encoders.status().ToString().c_str());
     return 2;
   }
   const text::Analyzer analyzer;
@@ -583,7 +640,8 @@ int Run(int argc, char** argv) {
   Report report{data_path, &*set, &check, nullptr};
   const bool overlap_ok = ReportOverlapProblems(report, strict);
 
-  Result<Evaluation> eval = Evaluate(*set, **encoder, analyzer);
+  Result<Evaluation> eval =
+      Evaluate(*set, *encoders->router, analyzer, misses, extra_dense_weights);
   if (!eval.ok()) {
     std::fprintf(stderr, "retrieval_eval: %s\n", eval.status().ToString().c_str());
     return 1;

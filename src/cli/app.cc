@@ -1,5 +1,6 @@
 #include "app.h"
 
+#include <chrono>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -14,6 +15,7 @@
 #include "chat_command.h"
 #include "context.h"
 #include "memory_commands.h"
+#include "progress.h"
 
 namespace mann::cli {
 namespace {
@@ -35,6 +37,7 @@ struct Parsed {
   ImportArgs import_args;
   ExportArgs export_args;
   std::size_t stream_count = 1000;
+  bool reindex_all = false;
 };
 
 // What runs after parsing: either a command needing no runtime (config show) or one that does.
@@ -193,6 +196,18 @@ void AddInfo(CLI::App& app, Parsed& p, Action& action) {
     };
   });
 
+  auto* reindex = app.add_subcommand(
+      "reindex",
+      "Re-embed stored memories with the configured encoder (after changing encoder.kind, "
+      "the model or the lexicon); only those made otherwise, unless --all");
+  reindex->add_flag("--all", p.reindex_all, "Re-embed every memory");
+  reindex->add_flag("--json", p.json, "Print one JSON document instead of text");
+  reindex->callback([&] {
+    action.with_runtime = [](CommandEnv& env, const config::Environment&) {
+      return RunReindex(env);
+    };
+  });
+
   auto* stats = app.add_subcommand("stats", "How much is stored, per namespace");
   stats->add_flag("--json", p.json, "Print one JSON document instead of text");
   stats->callback([&] {
@@ -254,9 +269,19 @@ int Main(int argc, char** argv) {
   if (action.without_runtime) return action.without_runtime(*loaded, io);
   if (!action.with_runtime) return kExitUsage;  // require_subcommand makes this unreachable
 
-  auto rt = runtime::Runtime::Open(loaded->config);
+  // Opening re-embeds memories whose vectors another encoder made: that can take a while, so a
+  // terminal sees a bar.
+  Progress progress(io.err, io.err_is_tty, "re-embedding memories", 0);
+  OpenOptions bank_open;
+  bank_open.reembed_all = p.reindex_all;
+  bank_open.progress = [&](std::size_t done, std::size_t total) { progress.Step(done, total); };
+  const auto started = std::chrono::steady_clock::now();
+  auto rt = runtime::Runtime::Open(loaded->config, SystemClock::Instance(), std::move(bank_open));
+  progress.Finish();
   if (!rt.ok()) return ReportError(io.err, rt.status());
   CommandEnv command_env{**rt, p.global.ns, io, p.json};
+  command_env.open_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return action.with_runtime(command_env, env);
 }
 

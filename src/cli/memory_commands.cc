@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <mann/core/id.h>
+#include <mann/encode/router.h>
 #include <mann/text/analyzer.h>
 
 #include "entry_json.h"
@@ -415,11 +416,55 @@ int RunExport(CommandEnv& env, const ExportArgs& args) {
   return kExitOk;
 }
 
+json::object EncoderToJson(const runtime::Runtime& rt) {
+  const runtime::EncoderStatus& st = rt.encoder_status();
+  json::object o;
+  o["configured"] = st.configured;
+  o["active"] = st.active;
+  o["description"] = st.description;
+  o["fallback"] = st.fallback();
+  if (st.fallback()) o["fallback_reason"] = st.fallback_reason;
+  if (const encode::EmbeddingCache* cache = rt.router().cache()) {
+    o["cache"] = json::object{{"size", cache->size()},
+                              {"capacity", cache->capacity()},
+                              {"hits", cache->hits()},
+                              {"misses", cache->misses()}};
+  }
+  return o;
+}
+
+int RunReindex(CommandEnv& env) {
+  const runtime::EncoderStatus& st = env.rt.encoder_status();
+  if (st.fallback()) {
+    return ReportError(
+        env.io.err,
+        FailedPreconditionError(fmt::format(
+            "encoder.kind={} is unavailable ({}); nothing was re-embedded: fix the encoder, or "
+            "choose another with --set encoder.kind=...",
+            st.configured, st.fallback_reason)));
+  }
+  const std::size_t done = env.rt.bank().reembedded_at_open();
+  const std::size_t total = env.rt.bank().TotalCount();
+  if (env.json) {
+    json::object o;
+    o["reembedded"] = done;
+    o["memories"] = total;
+    o["seconds"] = env.open_seconds;
+    o["encoder"] = EncoderToJson(env.rt);
+    PrintJson(env.io, o);
+    return kExitOk;
+  }
+  env.io.out << fmt::format("re-embedded {} of {} memories in {:.1f} s\nencoders: {}\n", done,
+                            total, env.open_seconds, st.description);
+  return kExitOk;
+}
+
 int RunStats(CommandEnv& env) {
   const BankStats s = env.rt.bank().Stats();
   if (env.json) {
     json::object o = StatsToJson(s);
     o["store"] = env.rt.store().Describe();
+    o["encoder"] = EncoderToJson(env.rt);
     PrintJson(env.io, o);
     return kExitOk;
   }
@@ -432,7 +477,12 @@ int RunStats(CommandEnv& env) {
       << fmt::format("write decisions: ADD {}, UPDATE {}, DELETE {}, NOOP {} (this process)\n",
                      s.write_decisions[0], s.write_decisions[1], s.write_decisions[2],
                      s.write_decisions[3])
-      << fmt::format("store:           {}\n", env.rt.store().Describe());
+      << fmt::format("store:           {}\n", env.rt.store().Describe())
+      << fmt::format("encoders:        {}\n", env.rt.encoder_status().description);
+  if (env.rt.encoder_status().fallback()) {
+    out << fmt::format("                 fallback: encoder.kind={} is unavailable: {}\n",
+                       env.rt.encoder_status().configured, env.rt.encoder_status().fallback_reason);
+  }
   if (!s.namespaces.empty()) out << "namespaces:\n";
   for (const auto& n : s.namespaces) {
     out << fmt::format("  {:<20} {:>7} memories  {:5.1f}%  importance mean {:.2f}\n", n.ns,

@@ -22,6 +22,7 @@ struct CommandEnv {
   const std::string& ns;
   Io& io;
   bool json = false;
+  double open_seconds = 0;  // how long opening the runtime took (re-embedding included)
 };
 
 struct AddArgs {
@@ -82,6 +83,11 @@ struct ExportArgs {
 int RunExport(CommandEnv& env, const ExportArgs& args);
 
 int RunStats(CommandEnv& env);
+
+// Reports what opening the runtime re-embedded: every memory whose vector was not made by the
+// lane its text belongs to (or all of them, when the runtime was opened with reembed_all).
+// Fails, re-embedding nothing durably, when the configured encoder is unavailable.
+int RunReindex(CommandEnv& env);
 
 // Adds `count` memories one after another (write head bypassed), printing `ack <id>` and
 // flushing after each acknowledged write: the durability test kills it mid-stream.

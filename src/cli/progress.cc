@@ -35,6 +35,18 @@ void Progress::Update(std::size_t lines, std::uintmax_t bytes) {
   width_ = text.size();
 }
 
+void Progress::Step(std::size_t done, std::size_t total) {
+  if (!enabled_ || finished_ || total <= kMinLines) return;
+  const double fraction = std::min(1.0, static_cast<double>(done) / static_cast<double>(total));
+  const int filled = static_cast<int>(fraction * kBarCells);
+  const std::string text =
+      fmt::format("{} [{}{}] {:3.0f}%  {}/{}", label_, std::string(filled, '#'),
+                  std::string(kBarCells - filled, '-'), fraction * 100.0, done, total);
+  const std::size_t pad = width_ > text.size() ? width_ - text.size() : 0;
+  err_ << '\r' << text << std::string(pad, ' ') << std::flush;
+  width_ = text.size();
+}
+
 void Progress::Clear() {
   if (width_ == 0) return;
   err_ << '\r' << std::string(width_, ' ') << '\r' << std::flush;

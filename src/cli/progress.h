@@ -22,6 +22,9 @@ class Progress {
 
   // Redraws at most every few lines.
   void Update(std::size_t lines, std::uintmax_t bytes);
+  // Redraws as a count of items: "label [####------]  40%  400/1000". Shown only on a
+  // terminal and for more than kMinLines items.
+  void Step(std::size_t done, std::size_t total);
   // Erases the bar (before printing an error line); the next Update redraws it.
   void Clear();
   // Erases the bar for good.

@@ -411,6 +411,17 @@ class Loader {
                       Describe("retrieval.dense_weight"), Describe("retrieval.lexical_weight")));
     }
 
+    if (!AnyFailed({"encoder.kind", "encoder.url", "encoder.model"}) &&
+        std::get<std::string>(SlotOf("encoder.kind").value) == "remote") {
+      for (const char* key : {"encoder.url", "encoder.model"}) {
+        if (!std::get<std::string>(SlotOf(key).value).empty()) continue;
+        AddError(StatusCode::kInvalidArgument,
+                 fmt::format("{} needs {} (set {})", Describe("encoder.kind"), key,
+                             std::string_view(key) == "encoder.url" ? "MANN_ENCODER_URL"
+                                                                    : "MANN_ENCODER_MODEL"));
+      }
+    }
+
     // Each pager channel added later joins this condition.
     if (!AnyFailed({"pager.enabled", "pager.webhook"}) &&
         std::get<bool>(SlotOf("pager.enabled").value) &&

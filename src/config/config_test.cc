@@ -102,8 +102,15 @@ TEST(ConfigDefaults, EveryKeyHasItsDocumentedDefault) {
       {"retrieval.sharpening", "10"},
       {"chat.min_relevance", "0.25"},
       {"chat.history_file", "\"/home/ana/.local/share/mann/chat_history\""},
-      {"encoder.kind", "\"hashed\""},
+      {"encoder.kind", "\"use-lite\""},
+      {"encoder.model_dir", "\"\""},
+      {"encoder.gloss_vietnamese", "true"},
+      {"encoder.cache_size", "4096"},
       {"encoder.dimension", "256"},
+      {"encoder.url", "\"\""},
+      {"encoder.model", "\"\""},
+      {"encoder.api_key", "\"\""},
+      {"encoder.timeout", "10"},
   };
   LoadedConfig loaded = LoadOk({.env = kHome});
   ASSERT_EQ(loaded.settings.size(), expected.size()) << "a key was added: extend this table";
@@ -144,8 +151,11 @@ TEST(ConfigDefaults, TypedFieldsCarryTheDefaults) {
   EXPECT_DOUBLE_EQ(c.retrieval.sharpening, 10);
   EXPECT_DOUBLE_EQ(c.chat.min_relevance, 0.25);
   EXPECT_EQ(c.chat.history_file, "/home/ana/.local/share/mann/chat_history");
-  EXPECT_EQ(c.encoder.kind, "hashed");
+  EXPECT_EQ(c.encoder.kind, "use-lite");
+  EXPECT_TRUE(c.encoder.gloss_vietnamese);
+  EXPECT_EQ(c.encoder.cache_size, 4096);
   EXPECT_EQ(c.encoder.dimension, 256);
+  EXPECT_EQ(c.encoder.timeout.count(), 10);
 }
 
 TEST(ConfigDefaults, DefaultConfigEqualsAnEmptyLoadAndIgnoresMannVariables) {
@@ -236,6 +246,15 @@ TEST(ConfigEnv, EveryVariableInTheTableIsHonoured) {
       {"MANN_CHAT_MIN_RELEVANCE", "0.5",
        [](const Config& c) { return c.chat.min_relevance == 0.5; }},
       {"MANN_ENCODER", "hashed", [](const Config& c) { return c.encoder.kind == "hashed"; }},
+      {"MANN_MODEL_DIR", "/opt/use",
+       [](const Config& c) { return c.encoder.model_dir == "/opt/use"; }},
+      {"MANN_ENCODER_URL", "http://127.0.0.1:11434/v1",
+       [](const Config& c) { return c.encoder.url == "http://127.0.0.1:11434/v1"; }},
+      {"MANN_ENCODER_MODEL", "nomic-embed-text",
+       [](const Config& c) { return c.encoder.model == "nomic-embed-text"; }},
+      {"MANN_ENCODER_API_KEY", "sk-1", [](const Config& c) { return c.encoder.api_key == "sk-1"; }},
+      {"MANN_ENCODER_TIMEOUT", "30",
+       [](const Config& c) { return c.encoder.timeout.count() == 30; }},
   };
 
   std::set<std::string> in_table;
@@ -306,8 +325,9 @@ TEST(ConfigValues, BadEnvironmentTextNamesVariableValueKeyAndRule) {
       {"MANN_STORAGE_BACKEND", "postgres",
        "storage.backend \"postgres\" is not available in this build; storage.backend must be "
        "one of: sqlite"},
-      {"MANN_ENCODER", "use-lite", "encoder.kind \"use-lite\" is not available yet"},
-      {"MANN_ENCODER", "remote", "encoder.kind \"remote\" is not available yet"},
+      {"MANN_ENCODER", "bert", "encoder.kind must be one of: use-lite, hashed, remote"},
+      {"MANN_ENCODER_URL", "ftp://x", "encoder.url must be empty or an http:// or https:// URL"},
+      {"MANN_ENCODER_TIMEOUT", "0", "encoder.timeout must be an integer in 1..600 (seconds)"},
       {"MANN_API_HOST", "bad host", "server.host must be a non-empty host name or IP literal"},
       {"MANN_API_HOST", "300.1.1.1", "server.host must be a non-empty host name or IP literal"},
   };
@@ -412,6 +432,18 @@ TEST(ConfigCrossKey, FusionWeightsMustNotBothBeZero) {
   EXPECT_THAT(error, AllOf(HasSubstr("retrieval.dense_weight=0 (flag)"),
                            HasSubstr("retrieval.lexical_weight=0 (flag)"), HasSubstr("> 0")));
   EXPECT_TRUE(LoadConfig({.overrides = {{"retrieval.dense_weight", "0"}}}).ok());
+}
+
+TEST(ConfigCrossKey, RemoteEncoderNeedsAUrlAndAModel) {
+  const std::string error = LoadError({.env = {{"MANN_ENCODER", "remote"}}});
+  EXPECT_THAT(error,
+              AllOf(HasSubstr("encoder.kind=\"remote\" (env MANN_ENCODER) needs encoder.url"),
+                    HasSubstr("MANN_ENCODER_URL"), HasSubstr("needs encoder.model"),
+                    HasSubstr("MANN_ENCODER_MODEL")));
+  EXPECT_TRUE(LoadConfig({.env = {{"MANN_ENCODER", "remote"},
+                                  {"MANN_ENCODER_URL", "http://127.0.0.1:11434/v1"},
+                                  {"MANN_ENCODER_MODEL", "nomic-embed-text"}}})
+                  .ok());
 }
 
 TEST(ConfigCrossKey, EnabledPagerNeedsAChannel) {

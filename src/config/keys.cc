@@ -378,17 +378,71 @@ std::vector<KeySpec> BuildTable() {
   t.push_back(Key<&C::encoder, &EncoderConfig::kind>({
       .key = "encoder.kind",
       .env = "MANN_ENCODER",
-      .default_text = "hashed",
-      .constraint = Choice{{"hashed"},
-                           {{"use-lite", "is not available yet (reserved for a later release)"},
-                            {"remote", "is not available yet (reserved for a later release)"}}},
-      .help = "Dense encoder: hashed word and character n-grams.",
+      .default_text = "use-lite",
+      .constraint = Choice{{"use-lite", "hashed", "remote"}, {}},
+      .help = "Dense encoder: use-lite (the sentence encoder; English, and Vietnamese through "
+              "a gloss), hashed (word and character n-grams, every language) or remote (an "
+              "OpenAI-compatible /v1/embeddings endpoint). Falls back to hashed when the "
+              "chosen one cannot start.",
+  }));
+  t.push_back(Key<&C::encoder, &EncoderConfig::model_dir>({
+      .key = "encoder.model_dir",
+      .env = "MANN_MODEL_DIR",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "a directory, or empty for the default"},
+      .help = "Directory of the sentence encoder (model.json, shards, vocab.json); empty means "
+              "models/use-lite or share/mann/models/use-lite beside the binary's directory.",
+  }));
+  t.push_back(Key<&C::encoder, &EncoderConfig::gloss_vietnamese>({
+      .key = "encoder.gloss_vietnamese",
+      .default_text = "true",
+      .constraint = AnyBool{},
+      .help = "Gloss Vietnamese word by word into English for the sentence encoder; when "
+              "false, Vietnamese uses the hashed encoder.",
+  }));
+  t.push_back(Key<&C::encoder, &EncoderConfig::cache_size>({
+      .key = "encoder.cache_size",
+      .default_text = "4096",
+      .constraint = IntRange{0, 1'000'000},
+      .help = "Embeddings kept in memory, keyed by a hash of the text; 0 turns the cache off.",
+      .unit = "entries",
   }));
   t.push_back(Key<&C::encoder, &EncoderConfig::dimension>({
       .key = "encoder.dimension",
       .default_text = "256",
       .constraint = IntRange{8, 4096},
       .help = "Length of the hashed encoder's vectors.",
+  }));
+  t.push_back(Key<&C::encoder, &EncoderConfig::url>({
+      .key = "encoder.url",
+      .env = "MANN_ENCODER_URL",
+      .default_text = "",
+      .constraint = Predicate{&IsEmptyOrHttpUrl, "empty or an http:// or https:// URL"},
+      .help = "Remote encoder: base URL of an OpenAI-compatible API, e.g. "
+              "http://127.0.0.1:11434/v1 (POST <url>/embeddings).",
+  }));
+  t.push_back(Key<&C::encoder, &EncoderConfig::model>({
+      .key = "encoder.model",
+      .env = "MANN_ENCODER_MODEL",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "the model name the server knows"},
+      .help = "Remote encoder: the embedding model to ask for.",
+  }));
+  t.push_back(Key<&C::encoder, &EncoderConfig::api_key>({
+      .key = "encoder.api_key",
+      .env = "MANN_ENCODER_API_KEY",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "a bearer token, or empty"},
+      .help = "Remote encoder: sent as Authorization: Bearer; never printed.",
+      .secret = true,
+  }));
+  t.push_back(Key<&C::encoder, &EncoderConfig::timeout>({
+      .key = "encoder.timeout",
+      .env = "MANN_ENCODER_TIMEOUT",
+      .default_text = "10",
+      .constraint = IntRange{1, 600},
+      .help = "Remote encoder: time allowed for one request.",
+      .unit = "seconds",
   }));
   return t;
 }

@@ -1,16 +1,24 @@
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 #include <sys/stat.h>
 
 #include <mann/core/log.h>
+#include <mann/encode/remote_encoder.h>
+#include <mann/encode/use_lite_encoder.h>
 #include <mann/index/fusion.h>
 #include <mann/runtime/runtime.h>
+#include <mann/text/gloss.h>
 
 namespace mann::runtime {
 namespace {
+
+namespace fs = std::filesystem;
 
 Status DataDirError(const std::string& dir, const std::string& what) {
   return FailedPreconditionError(
@@ -85,6 +93,82 @@ Status ConfigureLogging(const config::LogConfig& log) {
   return log::Configure(options);
 }
 
+std::string ResolveModelDir(const config::EncoderConfig& encoder) {
+  if (!encoder.model_dir.empty()) return encoder.model_dir;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path base = ec ? fs::path(".") : exe.parent_path().parent_path();
+  const fs::path candidates[] = {base / "models" / "use-lite",
+                                 base / "share" / "mann" / "models" / "use-lite"};
+  for (const fs::path& dir : candidates) {
+    if (fs::exists(dir / "model.json", ec)) return dir.string();
+  }
+  return candidates[0].string();
+}
+
+Status Runtime::OpenEncoders() {
+  const config::EncoderConfig& c = config_.encoder;
+  auto logger = log::Get("encoder");
+
+  encode::HashedEncoderOptions hashed_options;
+  if (c.dimension > 0) hashed_options.dimension = static_cast<std::size_t>(c.dimension);
+  auto hashed = encode::HashedEncoder::Create(hashed_options);
+  if (!hashed.ok()) return hashed.status().WithContext("encoder.dimension");
+  hashed_ = std::make_unique<encode::HashedEncoder>(std::move(hashed).value());
+
+  encoder_status_.configured = c.kind.empty() ? std::string("hashed") : c.kind;
+  std::vector<std::string> reasons;  // of each encoder that could not start, in order tried
+  std::string kind = encoder_status_.configured;
+
+  if (kind == "remote") {
+    encode::RemoteEncoderOptions remote;
+    remote.base_url = c.url;
+    remote.model = c.model;
+    remote.api_key = c.api_key;
+    remote.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.timeout);
+    auto created = encode::RemoteEncoder::Create(remote);
+    if (created.ok()) {
+      dense_ = std::move(created).value();
+    } else {
+      reasons.push_back(fmt::format("remote encoder: {}", created.status().message()));
+      kind = "use-lite";
+    }
+  }
+  if (kind == "use-lite") {
+    const std::string dir = ResolveModelDir(c);
+    auto loaded = encode::UseLiteEncoder::Load(dir);
+    if (loaded.ok()) {
+      dense_ = std::move(loaded).value();
+    } else {
+      reasons.push_back(fmt::format("sentence encoder: {}", loaded.status().message()));
+      kind = "hashed";
+    }
+  }
+
+  const std::size_t cache = static_cast<std::size_t>(std::max(0, c.cache_size));
+  if (kind == "remote") {
+    router_ = encode::Router::Single(*dense_, cache);
+  } else if (kind == "use-lite") {
+    const text::Glosser* gloss = c.gloss_vietnamese ? &text::Glosser::BuiltIn() : nullptr;
+    router_ = encode::Router::Sentence(*dense_, gloss, *hashed_, cache);
+  } else {
+    router_ = encode::Router::Single(*hashed_, cache);
+  }
+  encoder_status_.active = kind;
+  encoder_status_.description = router_->Describe();
+  if (!reasons.empty()) {
+    std::string joined;
+    for (const std::string& r : reasons) joined += (joined.empty() ? "" : "; ") + r;
+    encoder_status_.fallback_reason = joined;
+    // One line, at warning level: the service works, with poorer recall by meaning.
+    logger->warn("encoder.kind={} is unavailable ({}); falling back to {}",
+                 encoder_status_.configured, joined, encoder_status_.description);
+  } else {
+    logger->debug("encoders: {}", encoder_status_.description);
+  }
+  return Status::Ok();
+}
+
 Runtime::Runtime(config::Config config, const Clock& clock)
     : config_(std::move(config)), clock_(clock) {}
 
@@ -96,7 +180,8 @@ Runtime::~Runtime() {
   }
 }
 
-Result<std::unique_ptr<Runtime>> Runtime::Open(const config::Config& config, const Clock& clock) {
+Result<std::unique_ptr<Runtime>> Runtime::Open(const config::Config& config, const Clock& clock,
+                                               OpenOptions bank_open) {
   MANN_RETURN_IF_ERROR(ConfigureLogging(config.log));
   std::unique_ptr<Runtime> rt(new Runtime(config, clock));
 
@@ -112,24 +197,17 @@ Result<std::unique_ptr<Runtime>> Runtime::Open(const config::Config& config, con
   store_options.path = rt->database_path_;
   MANN_ASSIGN_OR_RETURN(rt->store_, store::SqliteStore::Open(store_options));
 
-  // Text analysis and the dense encoder.
+  // Text analysis and the dense encoders.
   rt->analyzer_ = std::make_unique<text::Analyzer>();
-  if (config.encoder.kind != "hashed" && !config.encoder.kind.empty()) {
-    return InvalidArgumentError(fmt::format(
-        "encoder.kind \"{}\" is not available in this build; use hashed", config.encoder.kind));
-  }
-  encode::HashedEncoderOptions encoder_options;
-  if (config.encoder.dimension > 0) {
-    encoder_options.dimension = static_cast<std::size_t>(config.encoder.dimension);
-  }
-  auto encoder = encode::HashedEncoder::Create(encoder_options);
-  if (!encoder.ok()) return encoder.status().WithContext("encoder.dimension");
-  rt->encoder_ = std::make_unique<encode::HashedEncoder>(std::move(encoder).value());
+  MANN_RETURN_IF_ERROR(rt->OpenEncoders());
 
   // The bank loads every stored entry; the chat engine sits on top of it.
   MANN_ASSIGN_OR_RETURN(BankOptions bank_options, BankOptionsFromConfig(config));
-  MANN_ASSIGN_OR_RETURN(
-      rt->bank_, MemoryBank::Open(bank_options, *rt->store_, *rt->encoder_, *rt->analyzer_, clock));
+  // In a fallback the stored vectors belong to the configured encoder: vectors re-made for the
+  // stand-in stay in memory, so the configured encoder finds its own again once it is back.
+  if (rt->encoder_status_.fallback()) bank_open.write_back = false;
+  MANN_ASSIGN_OR_RETURN(rt->bank_, MemoryBank::Open(bank_options, *rt->store_, *rt->router_,
+                                                    *rt->analyzer_, clock, std::move(bank_open)));
   rt->responder_ = std::make_unique<chat::GroundedResponder>();
   chat::ChatOptions chat_options;
   chat_options.min_relevance = config.chat.min_relevance;

@@ -126,16 +126,78 @@ TEST_F(RuntimeTest, OpensCreatesTheDatabaseAndPersistsAcrossReopen) {
 
 TEST_F(RuntimeTest, EncoderDimensionComesFromTheConfig) {
   config::Config c = ConfigAt(root_ / "d");
+  c.encoder.kind = "hashed";
   c.encoder.dimension = 64;
   auto rt = Runtime::Open(c, clock_);
   ASSERT_TRUE(rt.ok()) << rt.status().ToString();
-  EXPECT_EQ((*rt)->encoder().Dimension(), 64u);
+  ASSERT_EQ((*rt)->router().spaces().size(), 1u);
+  EXPECT_EQ((*rt)->router().spaces()[0]->Dimension(), 64u);
+  EXPECT_FALSE((*rt)->encoder_status().fallback());
 
   c.encoder.dimension = 3;  // below the encoder's minimum
   c.storage.data_dir = (root_ / "e").string();
   auto bad = Runtime::Open(c, clock_);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("encoder.dimension"), std::string::npos);
+}
+
+TEST_F(RuntimeTest, DefaultEncoderIsTheSentenceEncoderWithTheHashedOneForOtherScripts) {
+  auto rt = Runtime::Open(ConfigAt(root_ / "d"), clock_);
+  ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+  const EncoderStatus& status = (*rt)->encoder_status();
+  EXPECT_EQ(status.configured, "use-lite");
+  EXPECT_EQ(status.active, "use-lite") << status.fallback_reason;
+  ASSERT_EQ((*rt)->router().spaces().size(), 2u);
+  EXPECT_EQ((*rt)->router().spaces()[0]->Dimension(), 512u);
+  EXPECT_EQ((*rt)->router().ForText(text::Language::kEnglish).space, 0u);
+  EXPECT_EQ((*rt)->router().ForText(text::Language::kVietnamese).space, 0u);  // via the gloss
+  EXPECT_EQ((*rt)->router().ForText(text::Language::kUnknown).space, 1u);
+
+  // Recall by meaning: no word of the question is in the memory.
+  AddRequest r;
+  r.content = "I live in Hanoi, in a small flat near West Lake.";
+  ASSERT_TRUE((*rt)->bank().Add(r).ok());
+  r.content = "My favourite food is grilled fish with rice noodles.";
+  ASSERT_TRUE((*rt)->bank().Add(r).ok());
+  SearchRequest q;
+  q.query = "which city is my home";
+  auto hits = (*rt)->bank().Search(q);
+  ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+  ASSERT_FALSE(hits->empty());
+  EXPECT_NE(hits->front().entry.content.find("Hanoi"), std::string::npos);
+}
+
+TEST_F(RuntimeTest, MissingModelFallsBackToHashedAndKeepsWorking) {
+  config::Config c = ConfigAt(root_ / "d");
+  c.encoder.model_dir = (root_ / "no-model-here").string();
+  auto rt = Runtime::Open(c, clock_);
+  ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+  const EncoderStatus& status = (*rt)->encoder_status();
+  EXPECT_TRUE(status.fallback());
+  EXPECT_EQ(status.active, "hashed");
+  EXPECT_NE(status.fallback_reason.find(c.encoder.model_dir), std::string::npos)
+      << status.fallback_reason;
+  AddRequest r;
+  r.content = "I live in Hanoi";
+  ASSERT_TRUE((*rt)->bank().Add(r).ok());
+  SearchRequest q;
+  q.query = "where do I live";
+  auto hits = (*rt)->bank().Search(q);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_EQ(hits->size(), 1u);
+}
+
+TEST_F(RuntimeTest, UnreachableRemoteEncoderFallsBackToTheSentenceEncoder) {
+  config::Config c = ConfigAt(root_ / "d");
+  c.encoder.kind = "remote";
+  c.encoder.url = "http://127.0.0.1:9/v1";  // discard port: nothing listens
+  c.encoder.model = "nomic-embed-text";
+  c.encoder.timeout = std::chrono::seconds(2);
+  auto rt = Runtime::Open(c, clock_);
+  ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+  EXPECT_EQ((*rt)->encoder_status().active, "use-lite");
+  EXPECT_NE((*rt)->encoder_status().fallback_reason.find("127.0.0.1:9"), std::string::npos)
+      << (*rt)->encoder_status().fallback_reason;
 }
 
 TEST_F(RuntimeTest, UnusableDataDirFailsNamingIt) {

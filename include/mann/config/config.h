@@ -101,8 +101,15 @@ struct ChatConfig {
 };
 
 struct EncoderConfig {
-  std::string kind;  // "hashed"
-  int dimension = 0;
+  std::string kind;                 // "use-lite", "hashed" or "remote"
+  std::string model_dir;            // the sentence encoder's files; empty: next to the binary
+  bool gloss_vietnamese = false;    // Vietnamese reaches the sentence encoder through a gloss
+  int cache_size = 0;               // embeddings kept in memory; 0 turns the cache off
+  int dimension = 0;                // of the hashed encoder's vectors
+  std::string url;                  // remote: base URL of an OpenAI-compatible API, ".../v1"
+  std::string model;                // remote: the embedding model's name
+  std::string api_key;              // remote: secret; empty when the server needs none
+  std::chrono::seconds timeout{0};  // remote: per request
 };
 
 struct Config {

@@ -3,7 +3,8 @@
 // Open() wires the pieces every face of mann (the terminal chat, the memory commands, later the
 // HTTP server) needs, in dependency order:
 //
-//   data dir (created 0700) -> SqliteStore <data_dir>/mann.db -> Analyzer, HashedEncoder
+//   data dir (created 0700) -> SqliteStore <data_dir>/mann.db -> Analyzer
+//     -> encoders (the configured dense encoder, the hashed one) -> Router
 //     -> MemoryBank -> GroundedResponder -> ChatEngine
 //
 // and tears them down in the reverse order, so the bank flushes into a store that is still open
@@ -25,6 +26,7 @@
 #include <mann/core/memory_bank.h>
 #include <mann/core/status.h>
 #include <mann/encode/hashed_encoder.h>
+#include <mann/encode/router.h>
 #include <mann/store/sqlite_store.h>
 #include <mann/text/analyzer.h>
 
@@ -44,12 +46,31 @@ Result<BankOptions> BankOptionsFromConfig(const config::Config& config);
 // Applies log.level and log.file to every logger of the process.
 Status ConfigureLogging(const config::LogConfig& log);
 
+// The sentence encoder's directory: encoder.model_dir when set; otherwise the first of
+// <binary dir>/../models/use-lite and <binary dir>/../share/mann/models/use-lite that holds a
+// model.json (the first when neither does, so the error names where it was looked for).
+std::string ResolveModelDir(const config::EncoderConfig& encoder);
+
+// What the dense encoding of this process is, for logs, `mann stats` and metrics.
+struct EncoderStatus {
+  std::string configured;       // encoder.kind
+  std::string active;           // the kind in use: differs from configured after a fallback
+  std::string fallback_reason;  // why the configured encoder is not in use; empty when it is
+  std::string description;      // the router's Describe()
+  bool fallback() const { return !fallback_reason.empty(); }
+};
+
 class Runtime {
  public:
   // Configures logging, creates the data directory and opens everything. `clock` must outlive
   // the Runtime. On failure nothing stays open.
+  // `bank_open` is passed to MemoryBank::Open (progress of re-embedding, mann reindex).
+  // An encoder that cannot start (model files missing or damaged, remote endpoint down) is not
+  // an error: the runtime falls back (remote -> use-lite -> hashed), logs one warning and says
+  // so in encoder_status().
   static Result<std::unique_ptr<Runtime>> Open(const config::Config& config,
-                                               const Clock& clock = SystemClock::Instance());
+                                               const Clock& clock = SystemClock::Instance(),
+                                               OpenOptions bank_open = {});
 
   // Flushes queued bookkeeping, then closes in reverse order of opening.
   ~Runtime();
@@ -62,12 +83,14 @@ class Runtime {
 
   store::Store& store() { return *store_; }
   const text::Analyzer& analyzer() const { return *analyzer_; }
-  const encode::Encoder& encoder() const { return *encoder_; }
+  const encode::Router& router() const { return *router_; }
+  const EncoderStatus& encoder_status() const { return encoder_status_; }
   MemoryBank& bank() { return *bank_; }
   chat::ChatEngine& chat() { return *engine_; }
 
  private:
   Runtime(config::Config config, const Clock& clock);
+  Status OpenEncoders();
 
   config::Config config_;
   std::string database_path_;
@@ -76,7 +99,10 @@ class Runtime {
   // Declared in opening order: members are destroyed bottom-up, each before what it uses.
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<text::Analyzer> analyzer_;
-  std::unique_ptr<encode::HashedEncoder> encoder_;
+  std::unique_ptr<encode::HashedEncoder> hashed_;
+  std::unique_ptr<encode::Encoder> dense_;  // the sentence or remote encoder; null in fallback
+  std::unique_ptr<encode::Router> router_;
+  EncoderStatus encoder_status_;
   std::unique_ptr<MemoryBank> bank_;
   std::unique_ptr<chat::GroundedResponder> responder_;
   std::unique_ptr<chat::ChatEngine> engine_;
