@@ -169,6 +169,36 @@ Status Runtime::OpenEncoders() {
   return Status::Ok();
 }
 
+Status Runtime::RegisterMetrics() {
+  metrics::Registry& registry = metrics::Registry::Default();
+  MANN_ASSIGN_OR_RETURN(
+      auto fallback,
+      registry.AddGaugeCallback(
+          "mann_encoder_fallback",
+          "1 when the configured dense encoder (label configured) could not start and a "
+          "stand-in serves; 0 otherwise.",
+          {"configured"}, [this] {
+            return std::vector<metrics::Sample>{
+                {{encoder_status_.configured}, encoder_status_.fallback() ? 1.0 : 0.0}};
+          }));
+  metrics_.push_back(std::move(fallback));
+  if (router_->cache() != nullptr) {
+    const encode::EmbeddingCache* cache = router_->cache();
+    MANN_ASSIGN_OR_RETURN(auto hits, registry.AddCounterCallback(
+                                         "mann_embedding_cache_hits_total",
+                                         "Embeddings served from the in-memory cache.",
+                                         [cache] { return static_cast<double>(cache->hits()); }));
+    metrics_.push_back(std::move(hits));
+    MANN_ASSIGN_OR_RETURN(
+        auto misses,
+        registry.AddCounterCallback("mann_embedding_cache_misses_total",
+                                    "Embeddings the cache did not hold, computed by an encoder.",
+                                    [cache] { return static_cast<double>(cache->misses()); }));
+    metrics_.push_back(std::move(misses));
+  }
+  return Status::Ok();
+}
+
 Runtime::Runtime(config::Config config, const Clock& clock)
     : config_(std::move(config)), clock_(clock) {}
 
@@ -214,6 +244,7 @@ Result<std::unique_ptr<Runtime>> Runtime::Open(const config::Config& config, con
   rt->engine_ = std::make_unique<chat::ChatEngine>(*rt->bank_, *rt->store_, *rt->responder_, clock,
                                                    chat_options);
 
+  MANN_RETURN_IF_ERROR(rt->RegisterMetrics());
   log::Get("runtime")->debug("runtime opened store={} memories={}", rt->store_->Describe(),
                              rt->bank_->TotalCount());
   return rt;

@@ -133,6 +133,9 @@ TEST_F(RuntimeTest, EncoderDimensionComesFromTheConfig) {
   ASSERT_EQ((*rt)->router().spaces().size(), 1u);
   EXPECT_EQ((*rt)->router().spaces()[0]->Dimension(), 64u);
   EXPECT_FALSE((*rt)->encoder_status().fallback());
+  const std::string scrape = metrics::Registry::Default().Render();
+  EXPECT_NE(scrape.find("mann_encoder_fallback{configured=\"hashed\"} 0\n"), std::string::npos)
+      << scrape;
 
   c.encoder.dimension = 3;  // below the encoder's minimum
   c.storage.data_dir = (root_ / "e").string();
@@ -177,6 +180,9 @@ TEST_F(RuntimeTest, MissingModelFallsBackToHashedAndKeepsWorking) {
   EXPECT_EQ(status.active, "hashed");
   EXPECT_NE(status.fallback_reason.find(c.encoder.model_dir), std::string::npos)
       << status.fallback_reason;
+  const std::string scrape = metrics::Registry::Default().Render();
+  EXPECT_NE(scrape.find("mann_encoder_fallback{configured=\"use-lite\"} 1\n"), std::string::npos)
+      << scrape;
   AddRequest r;
   r.content = "I live in Hanoi";
   ASSERT_TRUE((*rt)->bank().Add(r).ok());

@@ -18,6 +18,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <mann/chat/chat_engine.h>
 #include <mann/chat/responder.h>
@@ -27,6 +28,7 @@
 #include <mann/core/status.h>
 #include <mann/encode/hashed_encoder.h>
 #include <mann/encode/router.h>
+#include <mann/metrics/registry.h>
 #include <mann/store/sqlite_store.h>
 #include <mann/text/analyzer.h>
 
@@ -91,6 +93,7 @@ class Runtime {
  private:
   Runtime(config::Config config, const Clock& clock);
   Status OpenEncoders();
+  Status RegisterMetrics();
 
   config::Config config_;
   std::string database_path_;
@@ -106,6 +109,8 @@ class Runtime {
   std::unique_ptr<MemoryBank> bank_;
   std::unique_ptr<chat::GroundedResponder> responder_;
   std::unique_ptr<chat::ChatEngine> engine_;
+  // Scrape-time metrics that read the members above; declared last, so removed first.
+  std::vector<metrics::CallbackHandle> metrics_;
 };
 
 }  // namespace mann::runtime
