@@ -3,9 +3,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <system_error>
 
 #include <boost/json.hpp>
+#include <fmt/format.h>
+#include <openssl/evp.h>
 
 #include <mann/encode/use_lite_encoder.h>
 
@@ -31,7 +34,8 @@ std::string ShapeString(std::span<const std::int64_t> shape) {
 Result<std::string> ReadText(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return NotFoundError(std::string(kMissing) + " (cannot open " + path.string() + ")");
+    return NotFoundError(std::string(kMissing) + " " + path.parent_path().string() +
+                         " (cannot open " + path.string() + ")");
   }
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) return DataLossError("cannot read " + path.string());
@@ -86,6 +90,49 @@ Result<ParsedEntry> ParseEntry(const json::value& v, const std::string& where) {
 
 }  // namespace
 
+namespace {
+
+// SHA512SUMS, as scripts/fetch-model.sh writes it: "<hex>  <file name>" per line. Absent: an
+// empty map (a model directory assembled by hand is not refused for lacking it).
+std::map<std::string, std::string> ReadChecksums(const fs::path& dir) {
+  std::map<std::string, std::string> sums;
+  std::ifstream in(dir / "SHA512SUMS");
+  std::string line;
+  while (std::getline(in, line)) {
+    const std::size_t space = line.find("  ");
+    if (space != 128) continue;
+    sums[line.substr(space + 2)] = line.substr(0, space);
+  }
+  return sums;
+}
+
+std::string Sha512Hex(const char* data, std::size_t size) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(data, size, md, &length, EVP_sha512(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < length; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 15];
+  }
+  return out;
+}
+
+// A file whose bytes differ from the checksum the fetch recorded: damaged (truncated, edited,
+// or half-written by an interrupted copy), even when its size still fits the manifest.
+Status CheckSum(const std::map<std::string, std::string>& sums, const fs::path& path,
+                const char* data, std::size_t size) {
+  const auto it = sums.find(path.filename().string());
+  if (it == sums.end() || Sha512Hex(data, size) == it->second) return Status::Ok();
+  return DataLossError(fmt::format(
+      "{} does not match its checksum in {}: the file is damaged; run scripts/fetch-model.sh {} "
+      "to fetch the model again",
+      path.string(), (path.parent_path() / "SHA512SUMS").string(), path.parent_path().string()));
+}
+
+}  // namespace
+
 Result<UseLiteWeights> UseLiteWeights::Load(const std::string& model_dir) {
   static_assert(sizeof(float) == kWordBytes);
   if constexpr (std::endian::native != std::endian::little) {
@@ -96,6 +143,13 @@ Result<UseLiteWeights> UseLiteWeights::Load(const std::string& model_dir) {
   UseLiteWeights w;
   w.manifest_path_ = (dir / "model.json").string();
   MANN_ASSIGN_OR_RETURN(const std::string text, ReadText(w.manifest_path_));
+  const std::map<std::string, std::string> sums = ReadChecksums(dir);
+  MANN_RETURN_IF_ERROR(CheckSum(sums, w.manifest_path_, text.data(), text.size()));
+  // The tokenizer reads vocab.json on its own; its bytes are checked here with the rest.
+  if (sums.contains("vocab.json")) {
+    MANN_ASSIGN_OR_RETURN(const std::string vocab, ReadText(dir / "vocab.json"));
+    MANN_RETURN_IF_ERROR(CheckSum(sums, dir / "vocab.json", vocab.data(), vocab.size()));
+  }
 
   std::error_code ec;
   json::value root = json::parse(text, ec);
@@ -166,6 +220,7 @@ Result<UseLiteWeights> UseLiteWeights::Load(const std::string& model_dir) {
       if (!in || static_cast<std::uintmax_t>(in.gcount()) != size) {
         return DataLossError("cannot read shard " + path.string());
       }
+      MANN_RETURN_IF_ERROR(CheckSum(sums, path, base + group_start + have, size));
       have += size;
       file_ends.push_back(have);
     }
