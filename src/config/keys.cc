@@ -382,8 +382,8 @@ std::vector<KeySpec> BuildTable() {
       .constraint = Choice{{"use-lite", "hashed", "remote"}, {}},
       .help = "Dense encoder: use-lite (the sentence encoder; English, and Vietnamese through "
               "a gloss), hashed (word and character n-grams, every language) or remote (an "
-              "OpenAI-compatible /v1/embeddings endpoint). Falls back to hashed when the "
-              "chosen one cannot start.",
+              "OpenAI-compatible /v1/embeddings endpoint). When the chosen one cannot start, "
+              "remote falls back to use-lite and use-lite to hashed.",
   }));
   t.push_back(Key<&C::encoder, &EncoderConfig::model_dir>({
       .key = "encoder.model_dir",

@@ -130,7 +130,7 @@ Status Runtime::OpenEncoders() {
     if (created.ok()) {
       dense_ = std::move(created).value();
     } else {
-      reasons.push_back(fmt::format("remote encoder: {}", created.status().message()));
+      reasons.push_back(created.status().message());  // names the endpoint already
       kind = "use-lite";
     }
   }
