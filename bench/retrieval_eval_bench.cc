@@ -334,6 +334,9 @@ Result<Encoders> MakeEncoders(const std::string& name, const std::string& model_
 
 // ---- rankings and scores -------------------------------------------------------------------
 
+// The ranking the runtime uses by default (retrieval.fusion and its weights).
+constexpr std::string_view kDefaultMethod = "weighted sum 0.5/0.5";
+
 struct Method {
   std::string name;
   BankOptions options;
@@ -393,6 +396,11 @@ struct Tally {
 struct MethodResult {
   std::string method;
   Tally slices[kSliceCount];
+  // For choosing chat.min_relevance: the similarity of the right memory when it came first, and
+  // that of the best wrong memory of every question (what the bot would quote if the right one
+  // had never been stored).
+  std::vector<double> right_first;
+  std::vector<double> best_wrong;
 };
 
 std::string NamespaceFor(const std::string& lang) { return "eval-" + lang; }
@@ -500,6 +508,16 @@ Result<Evaluation> Evaluate(const EvalSet& set, const encode::Router& router,
         }
       }
       if (rank == 0 && method.name == misses) PrintMiss(set, q, *hits, fact_of_memory);
+      if (rank == 1) r.right_first.push_back((*hits)[0].similarity);
+      double wrong = 0;
+      for (const SearchHit& h : *hits) {
+        auto it = fact_of_memory.find(h.entry.id);
+        if (it == fact_of_memory.end() || it->second != q.fact) {
+          wrong = h.similarity;
+          break;
+        }
+      }
+      r.best_wrong.push_back(wrong);
       r.slices[kAll].Add(rank);
       r.slices[q.lang == "en" ? kEnglish : kVietnamese].Add(rank);
       r.slices[q.paraphrase ? kParaphrase : kOverlap].Add(rank);
@@ -522,6 +540,29 @@ double LowOverlapShare(const Report& r) {
   return static_cast<double>(r.check->low_overlap) / static_cast<double>(r.set->questions.size());
 }
 
+double Share(const std::vector<double>& values, double threshold) {
+  if (values.empty()) return 0;
+  std::size_t n = 0;
+  for (double v : values) n += v >= threshold ? 1 : 0;
+  return static_cast<double>(n) / static_cast<double>(values.size());
+}
+
+// How a relevance threshold on the default ranking would sort right answers from wrong ones.
+void PrintRelevance(const Report& r) {
+  for (const MethodResult& m : r.eval->results) {
+    if (m.method != kDefaultMethod) continue;
+    fmt::print(
+        "\nRelevance thresholds for {} (chat.min_relevance): share of right first answers "
+        "kept, and of best wrong answers let through.\n\n",
+        m.method);
+    fmt::print("| threshold | right kept | wrong through |\n| ---: | ---: | ---: |\n");
+    for (double t : {0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40}) {
+      fmt::print("| {:.2f} | {:.3f} | {:.3f} |\n", t, Share(m.right_first, t),
+                 Share(m.best_wrong, t));
+    }
+  }
+}
+
 void PrintMarkdown(const Report& r) {
   std::size_t vi_facts = 0, vi_questions = 0;
   for (const Fact& f : r.set->facts) vi_facts += f.lang == "vi" ? 1 : 0;
@@ -542,6 +583,7 @@ void PrintMarkdown(const Report& r) {
                  t.questions, t.Rate(t.hit1), t.Rate(t.hit5), t.Mrr());
     }
   }
+  PrintRelevance(r);
 }
 
 void PrintJson(const Report& r) {
