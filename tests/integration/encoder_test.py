@@ -202,10 +202,31 @@ def test_fallback_damaged(binary, root, model_dir):
     enc, _ = m.encoder()
     reason = enc.get("fallback_reason", "")
     check(enc.get("active") == "hashed" and enc.get("fallback") is True
-          and (victim in reason or "shards are short" in reason),
-          f"damaged model: the reason names {victim} or says the shards are short", str(enc))
+          and victim in reason and "checksum" in reason,
+          f"damaged model: the reason names {victim} and its checksum", str(enc))
     code, _, err = m.run("reindex")
     check(code == 1 and "error:" in err, "damaged model: mann reindex exits 1", err)
+
+
+def test_fallback_corrupted_same_size(binary, root, model_dir):
+    """Bytes changed inside a shard, its size intact: only the recorded checksum can tell."""
+    corrupted = os.path.join(root, "corrupted-model")
+    shutil.copytree(model_dir, corrupted)
+    victim = "group1-shard2of7"
+    path = os.path.join(corrupted, victim)
+    with open(path, "r+b") as f:
+        f.seek(1000)
+        original = f.read(4)
+        f.seek(1000)
+        f.write(bytes(b ^ 0xFF for b in original))
+    m = Mann(binary, root, "corrupted", sets=[f"encoder.model_dir={corrupted}"])
+    code, _, err = m.json("memory", "add", "I keep bees on the roof.")
+    check(code == 0, "corrupted model: memory add still works", err)
+    check_one_warning(err, "corrupted model: memory add", corrupted)
+    enc, _ = m.encoder()
+    reason = enc.get("fallback_reason", "")
+    check(enc.get("active") == "hashed" and victim in reason and "checksum" in reason,
+          f"corrupted model: the reason names {victim} and its checksum", str(enc))
 
 
 def test_vectors_survive_fallback(binary, root, model_dir):
@@ -474,6 +495,8 @@ def main():
                 ("meaning", lambda: test_meaning(binary, root)),
                 ("fallback-missing", lambda: test_fallback_missing(binary, root)),
                 ("fallback-damaged", lambda: test_fallback_damaged(binary, root, model_dir)),
+                ("fallback-corrupted",
+                 lambda: test_fallback_corrupted_same_size(binary, root, model_dir)),
                 ("survive", lambda: test_vectors_survive_fallback(binary, root, model_dir)),
                 ("reindex", lambda: test_reindex(binary, root)),
                 ("remote", lambda: test_remote(binary, root)),
