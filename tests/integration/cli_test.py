@@ -385,8 +385,7 @@ def main():
             ("config", lambda: test_config(Mann(binary, root, "config"))),
             ("progress", lambda: test_progress(Mann(binary, root, "progress"))),
         ]
-        for name, test in tests:
-            checks.scenario(name, test)
+        checks.run_all(tests)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return checks.summary()

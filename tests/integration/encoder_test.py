@@ -501,8 +501,7 @@ def main():
                 ("reindex", lambda: test_reindex(binary, root)),
                 ("remote", lambda: test_remote(binary, root)),
             ]
-            for name, test in tests:
-                checks.scenario(name, test)
+            checks.run_all(tests)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return checks.summary()

@@ -29,6 +29,11 @@ class Checks:
         except Exception as e:  # noqa: BLE001 - every failure must be reported, not raised
             self.failures.append(f"{name}: {type(e).__name__}: {e}")
 
+    def run_all(self, scenarios):
+        """Runs each (name, fn) of `scenarios` as a scenario, in order."""
+        for name, fn in scenarios:
+            self.scenario(name, fn)
+
     def summary(self):
         """Prints the failed checks and the summary line; returns the exit status."""
         for failure in self.failures:
