@@ -7,11 +7,11 @@
 #include <fmt/format.h>
 #include <langinfo.h>
 
+#include <mann/core/entry_json.h>
 #include <mann/core/id.h>
 #include <mann/core/version.h>
 #include <mann/core/write_head.h>
 
-#include "entry_json.h"
 #include "line_reader.h"
 
 namespace mann::cli {

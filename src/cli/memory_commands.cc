@@ -12,11 +12,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <mann/core/entry_json.h>
 #include <mann/core/id.h>
 #include <mann/encode/router.h>
 #include <mann/text/analyzer.h>
 
-#include "entry_json.h"
 #include "progress.h"
 
 namespace mann::cli {

@@ -1,5 +1,6 @@
-// JSON shapes of the command line: entries (also the JSON Lines export/import format), history
-// rows, write outcomes, search hits and statistics, plus the time format they share.
+// JSON shapes shared by the command line and the REST API: entries (also the JSON Lines
+// export/import format), history rows, write outcomes, search hits and statistics, plus the time
+// format they share.
 //
 // An exported entry carries every field of MemoryEntry:
 //   {"id": "0193...", "namespace": "default", "content": "...", "context": "", "tags": [...],
@@ -14,7 +15,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
@@ -23,7 +26,7 @@
 #include <mann/core/memory_bank.h>
 #include <mann/core/status.h>
 
-namespace mann::cli {
+namespace mann {
 
 // "2025-12-03T00:00:00.000Z".
 std::string FormatTimestamp(TimestampMs ms);
@@ -33,6 +36,9 @@ std::string FormatTimestamp(TimestampMs ms);
 // T) with an optional zone ("Z", "+07:00", "-0500"; none means UTC). InvalidArgument naming
 // `what` (e.g. "--since") and the accepted forms otherwise.
 Result<TimestampMs> ParseTimestamp(std::string_view text, std::string_view what);
+
+// A JSON array of strings (tags).
+boost::json::array StringsToJson(const std::vector<std::string>& items);
 
 boost::json::object EntryToJson(const MemoryEntry& entry);
 
@@ -60,4 +66,4 @@ Result<boost::json::value> ParseJson(std::string_view text, std::string_view wha
 // an ellipsis when cut. Never splits a UTF-8 sequence.
 std::string OneLine(std::string_view text, std::size_t max_chars);
 
-}  // namespace mann::cli
+}  // namespace mann

@@ -1,5 +1,3 @@
-#include "entry_json.h"
-
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -9,7 +7,9 @@
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
-namespace mann::cli {
+#include <mann/core/entry_json.h>
+
+namespace mann {
 namespace {
 
 namespace json = boost::json;
@@ -145,17 +145,17 @@ Result<TimestampMs> GetTime(const json::object& o, std::string_view field) {
   return *ms;
 }
 
-json::array StringArray(const std::vector<std::string>& items) {
-  json::array out;
-  for (const auto& s : items) out.emplace_back(s);
-  return out;
-}
-
 json::object SummaryToJson(const Summary& s) {
   return {{"min", s.min}, {"mean", s.mean}, {"max", s.max}};
 }
 
 }  // namespace
+
+json::array StringsToJson(const std::vector<std::string>& items) {
+  json::array out;
+  for (const auto& s : items) out.emplace_back(s);
+  return out;
+}
 
 std::string FormatTimestamp(TimestampMs ms) {
   const auto tp = std::chrono::sys_time<milliseconds>(milliseconds(ms));
@@ -188,7 +188,7 @@ json::object EntryToJson(const MemoryEntry& e) {
   o["namespace"] = e.ns;
   o["content"] = e.content;
   o["context"] = e.context;
-  o["tags"] = StringArray(e.tags);
+  o["tags"] = StringsToJson(e.tags);
   o["metadata"] = e.metadata;
   o["importance_weight"] = e.importance;
   o["usage_count"] = e.usage_count;
@@ -255,7 +255,7 @@ json::object HistoryToJson(const HistoryRecord& h) {
   o["version"] = h.version;
   o["content"] = h.content;
   o["context"] = h.context;
-  o["tags"] = StringArray(h.tags);
+  o["tags"] = StringsToJson(h.tags);
   o["metadata"] = h.metadata;
   o["importance_weight"] = h.importance;
   o["at"] = FormatTimestamp(h.at_ms);
@@ -271,7 +271,7 @@ json::object OutcomeToJson(const WriteOutcome& w) {
   o["similarity"] = w.similarity;
   o["reason"] = w.reason;
   o["version"] = w.version;
-  o["evicted_ids"] = StringArray(w.evicted_ids);
+  o["evicted_ids"] = StringsToJson(w.evicted_ids);
   return o;
 }
 
@@ -354,4 +354,4 @@ std::string OneLine(std::string_view text, std::size_t max_chars) {
   return out;
 }
 
-}  // namespace mann::cli
+}  // namespace mann

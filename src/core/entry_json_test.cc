@@ -1,10 +1,10 @@
-#include "entry_json.h"
-
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
 
-namespace mann::cli {
+#include <mann/core/entry_json.h>
+
+namespace mann {
 namespace {
 
 namespace json = boost::json;
@@ -184,4 +184,4 @@ TEST(EntryJson, OutcomeAndStatsCarryTheirNames) {
 }
 
 }  // namespace
-}  // namespace mann::cli
+}  // namespace mann
