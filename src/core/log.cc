@@ -1,7 +1,11 @@
+#include <chrono>
+#include <ctime>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
 
+#include <boost/json.hpp>
+#include <spdlog/formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
@@ -10,11 +14,70 @@
 namespace mann::log {
 namespace {
 
+constexpr std::string_view kTextPattern = "%Y-%m-%dT%H:%M:%S.%eZ %l [%n] %v";
+
+std::string_view LevelName(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace:
+      return "trace";
+    case spdlog::level::debug:
+      return "debug";
+    case spdlog::level::info:
+      return "info";
+    case spdlog::level::warn:
+      return "warning";
+    case spdlog::level::err:
+      return "error";
+    case spdlog::level::critical:
+      return "critical";
+    default:
+      return "off";
+  }
+}
+
+// One JSON object per record: time, level, logger, then the message (merged when it is a JSON
+// object itself).
+class JsonFormatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    namespace json = boost::json;
+    json::object line;
+    const auto since_epoch = msg.time.time_since_epoch();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch).count() % 1000;
+    const std::time_t seconds = std::chrono::system_clock::to_time_t(msg.time);
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    char stamp[32];
+    const std::size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+    line["time"] = fmt::format("{}.{:03d}Z", std::string_view(stamp, n), static_cast<int>(ms));
+    line["level"] = LevelName(msg.level);
+    line["logger"] = std::string_view(msg.logger_name.data(), msg.logger_name.size());
+    const std::string_view payload(msg.payload.data(), msg.payload.size());
+    bool merged = false;
+    if (!payload.empty() && payload.front() == '{') {
+      std::error_code ec;
+      json::value parsed = json::parse(payload, ec);
+      if (!ec && parsed.is_object()) {
+        for (auto& kv : parsed.as_object()) line[kv.key()] = std::move(kv.value());
+        merged = true;
+      }
+    }
+    if (!merged) line["message"] = payload;
+    const std::string text = json::serialize(line);
+    dest.append(text.data(), text.data() + text.size());
+    dest.push_back('\n');
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonFormatter>();
+  }
+};
+
 struct Registry {
   std::mutex mu;
   std::vector<spdlog::sink_ptr> sinks;  // guarded by mu
   spdlog::level::level_enum level = spdlog::level::info;
-  std::string pattern = "%Y-%m-%dT%H:%M:%S.%eZ %l [%n] %v";
+  bool json = false;
   std::unordered_map<std::string, std::shared_ptr<spdlog::logger>> loggers;  // guarded by mu
 };
 
@@ -30,7 +93,11 @@ Registry& registry() {
 void Apply(Registry& r, spdlog::logger& logger) {
   logger.sinks() = r.sinks;
   logger.set_level(r.level);
-  logger.set_pattern(r.pattern, spdlog::pattern_time_type::utc);
+  if (r.json) {
+    logger.set_formatter(std::make_unique<JsonFormatter>());
+  } else {
+    logger.set_pattern(std::string(kTextPattern), spdlog::pattern_time_type::utc);
+  }
   logger.flush_on(spdlog::level::warn);
 }
 
@@ -54,6 +121,9 @@ Result<spdlog::level::level_enum> ParseLevel(std::string_view name) {
 
 Status Configure(const LogOptions& options) {
   MANN_ASSIGN_OR_RETURN(auto level, ParseLevel(options.level));
+  if (options.format != "text" && options.format != "json") {
+    return InvalidArgumentError("unknown log format '" + options.format + "'; allowed: text, json");
+  }
   spdlog::sink_ptr sink;
   if (options.file.empty()) {
     sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
@@ -69,6 +139,7 @@ Status Configure(const LogOptions& options) {
   std::lock_guard lock(r.mu);
   r.sinks = {sink};
   r.level = level;
+  r.json = options.format == "json";
   for (auto& [name, logger] : r.loggers) Apply(r, *logger);
   return Status::Ok();
 }

@@ -23,6 +23,12 @@ namespace mann::log {
 struct LogOptions {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
   std::string file;            // empty: standard error
+  // "text": `2026-12-03T15:28:49.473Z warning [encoder] message`, for people.
+  // "json": one JSON object per line, for log collectors:
+  //   {"time":"2026-12-03T15:28:49.473Z","level":"warning","logger":"encoder","message":"..."}
+  // A message that is itself a JSON object (the HTTP access log) has its members merged into
+  // the line instead of being quoted as "message".
+  std::string format = "text";
 };
 
 // Parses a level name; InvalidArgument for anything else.
