@@ -188,6 +188,63 @@ std::vector<KeySpec> BuildTable() {
       .constraint = IntRange{1, 65535},
       .help = "TCP port of the REST API.",
   }));
+  t.push_back(Key<&C::server, &ServerConfig::max_connections>({
+      .key = "server.max_connections",
+      .default_text = "1024",
+      .constraint = IntRange{1, 1'000'000},
+      .help = "Connections served at once; one more is answered 503 and closed.",
+      .unit = "connections",
+  }));
+  t.push_back(Key<&C::server, &ServerConfig::max_header_bytes>({
+      .key = "server.max_header_bytes",
+      .default_text = "16384",
+      .constraint = IntRange{1024, 1'048'576},
+      .help = "Largest request line plus header fields; more is answered 431.",
+      .unit = "bytes",
+  }));
+  t.push_back(Key<&C::server, &ServerConfig::max_body_bytes>({
+      .key = "server.max_body_bytes",
+      .default_text = "1048576",
+      .constraint = IntRange{1024, 1'073'741'824},
+      .help = "Largest request body; more is answered 413.",
+      .unit = "bytes",
+  }));
+  t.push_back(Key<&C::server, &ServerConfig::header_timeout>({
+      .key = "server.header_timeout",
+      .default_text = "10",
+      .constraint = IntRange{1, 3600},
+      .help = "Time a client has to send a request's header.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::server, &ServerConfig::body_timeout>({
+      .key = "server.body_timeout",
+      .default_text = "30",
+      .constraint = IntRange{1, 3600},
+      .help = "Time a client has to send a request's body.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::server, &ServerConfig::idle_timeout>({
+      .key = "server.idle_timeout",
+      .default_text = "60",
+      .constraint = IntRange{1, 86400},
+      .help = "Time an idle keep-alive connection waits for its next request.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::server, &ServerConfig::write_timeout>({
+      .key = "server.write_timeout",
+      .default_text = "30",
+      .constraint = IntRange{1, 3600},
+      .help = "Time a client has to take one response.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::server, &ServerConfig::drain_timeout>({
+      .key = "server.drain_timeout",
+      .default_text = "10",
+      .constraint = IntRange{0, 3600},
+      .help = "At shutdown, how long requests in progress may take before their connections are "
+              "closed.",
+      .unit = "seconds",
+  }));
 
   t.push_back(Key<&C::log, &LogConfig::level>({
       .key = "log.level",
@@ -203,6 +260,14 @@ std::vector<KeySpec> BuildTable() {
       .default_text = "",
       .constraint = Predicate{&AnyText, "a path, or empty for standard error"},
       .help = "File the log is appended to; empty writes to standard error.",
+  }));
+  t.push_back(Key<&C::log, &LogConfig::format>({
+      .key = "log.format",
+      .env = "MANN_LOG_FORMAT",
+      .default_text = "text",
+      .constraint = Choice{{"text", "json"}, {}},
+      .help = "text: one line per record for people; json: one JSON object per line for log "
+              "collectors (the HTTP access log's fields become the object's).",
   }));
 
   t.push_back(Key<&C::monitoring, &MonitoringConfig::enabled>({

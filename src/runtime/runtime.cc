@@ -90,6 +90,7 @@ Status ConfigureLogging(const config::LogConfig& log) {
   log::LogOptions options;
   options.level = log.level.empty() ? std::string("info") : log.level;
   options.file = log.file;
+  options.format = log.format.empty() ? std::string("text") : log.format;
   return log::Configure(options);
 }
 

@@ -49,11 +49,21 @@ namespace mann::config {
 struct ServerConfig {
   std::string host;  // host name or IP literal to bind
   int port = 0;      // 1..65535
+  // Limits of the HTTP server (server::ServerOptions has what each one bounds).
+  std::int64_t max_connections = 0;   // served at once
+  std::int64_t max_header_bytes = 0;  // request line plus header fields
+  std::int64_t max_body_bytes = 0;    // one request body
+  std::chrono::seconds header_timeout{0};
+  std::chrono::seconds body_timeout{0};
+  std::chrono::seconds idle_timeout{0};
+  std::chrono::seconds write_timeout{0};
+  std::chrono::seconds drain_timeout{0};  // at shutdown, for requests in progress
 };
 
 struct LogConfig {
-  std::string level;  // trace|debug|info|warn|warning|error|critical|off (log::ParseLevel)
-  std::string file;   // empty: standard error
+  std::string level;   // trace|debug|info|warn|warning|error|critical|off (log::ParseLevel)
+  std::string file;    // empty: standard error
+  std::string format;  // "text" or "json"
 };
 
 struct MonitoringConfig {
