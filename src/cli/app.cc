@@ -16,6 +16,7 @@
 #include "context.h"
 #include "memory_commands.h"
 #include "progress.h"
+#include "serve_command.h"
 
 namespace mann::cli {
 namespace {
@@ -38,6 +39,7 @@ struct Parsed {
   ExportArgs export_args;
   std::size_t stream_count = 1000;
   bool reindex_all = false;
+  bool serve = false;  // `mann serve`: logs at info unless log.level says otherwise
 };
 
 // What runs after parsing: either a command needing no runtime (config show) or one that does.
@@ -208,6 +210,13 @@ void AddInfo(CLI::App& app, Parsed& p, Action& action) {
     };
   });
 
+  auto* serve = app.add_subcommand(
+      "serve", "Serve the REST API on server.host:server.port until SIGTERM or SIGINT");
+  serve->callback([&] {
+    p.serve = true;
+    action.with_runtime = [](CommandEnv& env, const config::Environment&) { return RunServe(env); };
+  });
+
   auto* stats = app.add_subcommand("stats", "How much is stored, per namespace");
   stats->add_flag("--json", p.json, "Print one JSON document instead of text");
   stats->callback([&] {
@@ -261,6 +270,11 @@ int Main(int argc, char** argv) {
   if (!loaded.ok()) {
     ReportError(io.err, loaded.status());
     return kExitUsage;
+  }
+  // The command line keeps the log quiet (see LoadCliConfig); a server's log is its record.
+  if (p.serve && loaded->Find("log.level") != nullptr &&
+      loaded->Find("log.level")->origin == "default") {
+    loaded->config.log.level = "info";
   }
   if (Status st = ValidateNamespace(p.global.ns); !st.ok()) {
     ReportError(io.err, InvalidArgumentError("--user: " + st.message()));

@@ -1,0 +1,449 @@
+#include <chrono>
+#include <cmath>
+#include <functional>
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <fmt/format.h>
+
+#include <mann/api/api.h>
+#include <mann/api/validation.h>
+#include <mann/core/entry_json.h>
+#include <mann/core/log.h>
+#include <mann/core/version.h>
+
+namespace mann::api {
+namespace {
+
+namespace json = boost::json;
+using server::Request;
+using server::Response;
+
+// Namespace statistics as the command line has them, with the API's name for utilization.
+json::object ApiNamespaceStatsToJson(const NamespaceStats& s) {
+  json::object o = NamespaceStatsToJson(s);
+  o.erase("utilization");
+  o["memory_utilization"] = s.utilization;
+  return o;
+}
+
+// An entry as the command line's JSON has it (`mann memory get --json`), plus memory_id, the
+// name the rest of the API uses for the id.
+json::object ApiEntryToJson(const MemoryEntry& e) {
+  json::object o = EntryToJson(e);
+  o["memory_id"] = e.id;
+  return o;
+}
+
+// A search hit in the shape of the original API's MemoryResponse.
+json::object MemoryResponseToJson(const SearchHit& hit) {
+  json::object o;
+  o["memory_id"] = hit.entry.id;
+  o["content"] = hit.entry.content;
+  o["context"] = hit.entry.context;
+  o["importance_weight"] = hit.entry.importance;
+  o["usage_count"] = hit.entry.usage_count;
+  o["tags"] = StringsToJson(hit.entry.tags);
+  o["timestamp"] = FormatTimestamp(hit.entry.created_ms);
+  o["similarity"] = hit.similarity;
+  o["attention_weight"] = hit.attention;
+  return o;
+}
+
+json::array HitsToJson(const std::vector<SearchHit>& hits) {
+  json::array out;
+  for (const SearchHit& hit : hits) out.push_back(MemoryResponseToJson(hit));
+  return out;
+}
+
+constexpr WriteAction kActions[] = {WriteAction::kAdd, WriteAction::kUpdate, WriteAction::kDelete,
+                                    WriteAction::kNoop};
+
+// What the original API's clients read in `status` after POST /memories.
+std::string_view WriteStatusName(WriteAction action) {
+  switch (action) {
+    case WriteAction::kAdd:
+      return "created";
+    case WriteAction::kUpdate:
+      return "updated";
+    case WriteAction::kDelete:
+      return "deleted";
+    case WriteAction::kNoop:
+      break;
+  }
+  return "unchanged";
+}
+
+Response MemoryNotFound(std::string_view id) {
+  return server::NotFound(fmt::format("memory {} not found", id));
+}
+
+// The namespace of a request: `user_id` read by `in` (default "default"), validated.
+std::string ReadNamespace(FieldReader& in) {
+  std::optional<std::string> ns = in.String("user_id");
+  if (!ns) return std::string(kDefaultNamespace);
+  if (Status st = ValidateNamespace(*ns); !st.ok()) {
+    in.AddError("user_id", st.message(), "value_error");
+  }
+  return *ns;
+}
+
+// The JSON body of a request, or the answer to give when there is none to read: 400 for
+// malformed JSON, 422 for a missing body when one is required. An absent optional body reads as
+// an empty object.
+std::optional<Response> ReadBody(const Request& request, bool required, json::value& out) {
+  if (request.body.find_first_not_of(" \t\r\n") == std::string::npos) {
+    if (required) {
+      return server::ValidationError({{json::array{"body"}, "Field required", "missing"}});
+    }
+    out = json::object();
+    return std::nullopt;
+  }
+  auto parsed = server::ParseJsonBody(request);
+  if (!parsed.ok()) return server::BadRequest(parsed.status().message());
+  out = std::move(*parsed);
+  return std::nullopt;
+}
+
+// A status from the bank for an operation on one id: NotFound becomes the API's 404 wording.
+Response IdError(const Status& status, std::string_view id, std::string_view location) {
+  if (status.code() == StatusCode::kNotFound) return MemoryNotFound(id);
+  return ErrorFromStatus(status, location);
+}
+
+}  // namespace
+
+Api::Api(runtime::Runtime& runtime, ApiOptions options)
+    : runtime_(runtime), options_(std::move(options)), started_(std::chrono::steady_clock::now()) {}
+
+Status Api::RegisterRoutes(server::Router& router) {
+  using Member = Response (Api::*)(const Request&);
+  struct Route {
+    const char* method;
+    const char* path;
+    Member handler;
+    bool json_body;
+  };
+  const Route routes[] = {
+      {"GET", "/health", &Api::Health, false},
+      {"GET", "/ready", &Api::Ready, false},
+      {"GET", "/metrics", &Api::Metrics, false},
+      {"GET", "/openapi.json", &Api::OpenApi, false},
+      {"POST", "/memories", &Api::AddMemory, true},
+      {"GET", "/memories", &Api::ListMemories, false},
+      {"GET", "/memories/{id}", &Api::GetMemory, false},
+      {"PUT", "/memories/{id}", &Api::UpdateMemory, true},
+      {"DELETE", "/memories/{id}", &Api::DeleteMemory, false},
+      {"GET", "/memories/{id}/history", &Api::MemoryHistory, false},
+      {"POST", "/memories/{id}/forget", &Api::ForgetMemory, true},
+      {"POST", "/search", &Api::Search, true},
+      {"POST", "/query", &Api::Query, true},
+      {"GET", "/statistics", &Api::Statistics, false},
+  };
+  for (const Route& r : routes) {
+    MANN_RETURN_IF_ERROR(router.Add(
+        r.method, r.path, [this, h = r.handler](const Request& req) { return (this->*h)(req); },
+        {.json_body = r.json_body}));
+  }
+  return {};
+}
+
+Status Api::RegisterMetrics(metrics::Registry& registry) {
+  // One sample per namespace from a fresh Stats(); the namespaces are the callers' own, so their
+  // number is bounded by the bank, not by the traffic.
+  auto per_namespace = [this](std::function<double(const NamespaceStats&)> get) {
+    return [this, get = std::move(get)] {
+      std::vector<metrics::Sample> out;
+      for (const NamespaceStats& ns : runtime_.bank().Stats().namespaces) {
+        out.push_back({{ns.ns}, get(ns)});
+      }
+      return out;
+    };
+  };
+  struct Spec {
+    bool counter;
+    const char* name;
+    const char* help;
+    std::function<double(const NamespaceStats&)> get;
+  };
+  const Spec specs[] = {
+      {false, "mann_memory_utilization", "Live entries over memory.memory_size, per namespace.",
+       [](const NamespaceStats& s) { return s.utilization; }},
+      {false, "mann_memories", "Live entries, per namespace.",
+       [](const NamespaceStats& s) { return double(s.total_memories); }},
+      {true, "mann_memory_reads_total", "Reads of entries (search hits and gets), per namespace.",
+       [](const NamespaceStats& s) { return double(s.reads); }},
+      {true, "mann_memory_writes_total", "Changes committed to entries, per namespace.",
+       [](const NamespaceStats& s) { return double(s.writes); }},
+      {true, "mann_memory_evictions_total",
+       "Entries removed by the capacity policy, per namespace.",
+       [](const NamespaceStats& s) { return double(s.evictions); }},
+  };
+  for (const Spec& s : specs) {
+    if (s.counter) {
+      MANN_ASSIGN_OR_RETURN(auto handle, registry.AddCounterCallback(s.name, s.help, {"namespace"},
+                                                                     per_namespace(s.get)));
+      metrics_.push_back(std::move(handle));
+    } else {
+      MANN_ASSIGN_OR_RETURN(auto handle, registry.AddGaugeCallback(s.name, s.help, {"namespace"},
+                                                                   per_namespace(s.get)));
+      metrics_.push_back(std::move(handle));
+    }
+  }
+  MANN_ASSIGN_OR_RETURN(auto decisions,
+                        registry.AddCounterCallback(
+                            "mann_write_decisions_total",
+                            "Write-head decisions since start, by action.", {"action"}, [this] {
+                              const BankStats stats = runtime_.bank().Stats();
+                              std::vector<metrics::Sample> out;
+                              for (WriteAction a : kActions) {
+                                out.push_back({{std::string(WriteActionName(a))},
+                                               double(stats.write_decisions[static_cast<int>(a)])});
+                              }
+                              return out;
+                            }));
+  metrics_.push_back(std::move(decisions));
+  return {};
+}
+
+std::mutex& Api::SessionLock(const std::string& session_id) {
+  return session_locks_[std::hash<std::string>{}(session_id) % session_locks_.size()];
+}
+
+// ---- Operations ------------------------------------------------------------------------------
+
+Response Api::Health(const Request&) {
+  // Counts held in memory only: liveness must not wait on the disk.
+  const std::size_t count = runtime_.bank().TotalCount();
+  const double size = double(runtime_.bank().options().memory_size);
+  json::object o;
+  o["status"] = "healthy";
+  o["timestamp"] = FormatTimestamp(runtime_.clock().NowMs());
+  o["memory_count"] = count;
+  o["memory_utilization"] = double(count) / size;
+  o["uptime"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  o["version"] = kVersion;
+  return Response::Json(o);
+}
+
+Response Api::Ready(const Request&) {
+  if (options_.draining && options_.draining()) {
+    return server::ServiceUnavailable("shutting down: not accepting new work");
+  }
+  // A cheap query that goes all the way to the database.
+  if (auto counters = runtime_.store().Counters(); !counters.ok()) {
+    log::Get("api")->warn("readiness check failed: {}", counters.status().ToString());
+    return server::ServiceUnavailable("storage unavailable: " + counters.status().message());
+  }
+  return Response::Json(json::object{{"status", "ready"}});
+}
+
+Response Api::Metrics(const Request&) {
+  return server::MetricsResponse(options_.registry != nullptr ? *options_.registry
+                                                              : metrics::Registry::Default());
+}
+
+Response Api::OpenApi(const Request&) { return Response::Json(OpenApiDocument()); }
+
+// ---- Memories --------------------------------------------------------------------------------
+
+Response Api::AddMemory(const Request& request) {
+  json::value body;
+  if (auto error = ReadBody(request, true, body)) return *error;
+  FieldReader in(body, "body");
+  AddRequest add;
+  add.ns = ReadNamespace(in);
+  if (auto v = in.String("content", {.required = true, .min_length = 1})) add.content = *v;
+  if (auto v = in.String("context")) add.context = *v;
+  if (auto v = in.StringList("tags")) add.tags = *v;
+  if (auto v = in.Number("importance_weight", {.min = kMinImportance, .max = kMaxImportance})) {
+    add.importance = *v;
+  }
+  if (auto v = in.Object("metadata")) add.metadata = *v;
+  if (!in.ok()) return server::ValidationError(in.errors());
+
+  auto outcome = runtime_.bank().Add(add);
+  if (!outcome.ok()) return ErrorFromStatus(outcome.status());
+  json::object o;
+  o["memory_id"] = outcome->memory_id;
+  o["status"] = WriteStatusName(outcome->action);
+  o["action"] = WriteActionName(outcome->action);
+  o["similarity"] = outcome->similarity;
+  o["reason"] = outcome->reason;
+  o["version"] = outcome->version;
+  o["evicted_ids"] = StringsToJson(outcome->evicted_ids);
+  return Response::Json(o);
+}
+
+Response Api::ListMemories(const Request& request) {
+  FieldReader in(request.query);
+  ListQuery query;
+  query.ns = ReadNamespace(in);
+  if (auto v = in.StringList("tag")) query.tags = *v;
+  if (auto v = in.Integer("created_from", {.min = 0, .max = std::nullopt})) query.created_from = *v;
+  if (auto v = in.Integer("created_until", {.min = 0, .max = std::nullopt}))
+    query.created_until = *v;
+  if (auto v = in.String("metadata_key")) query.metadata_key = *v;
+  if (auto v = in.String("metadata_value")) {
+    // A JSON value; text that is not JSON is taken as a string, as the command line does.
+    boost::system::error_code ec;
+    json::value parsed = json::parse(*v, ec);
+    query.metadata_value = ec ? json::value(json::string(*v)) : std::move(parsed);
+  }
+  if (auto v = in.Integer("limit", {.min = 1, .max = 1000})) query.limit = std::size_t(*v);
+  if (auto v = in.String("cursor")) query.cursor = *v;
+  if (!in.ok()) return server::ValidationError(in.errors());
+
+  auto page = runtime_.bank().List(query);
+  if (!page.ok()) return ErrorFromStatus(page.status(), "query");
+  json::array entries;
+  for (const MemoryEntry& e : page->entries) entries.push_back(ApiEntryToJson(e));
+  json::object o;
+  o["memories"] = std::move(entries);
+  o["next_cursor"] = page->next_cursor;
+  return Response::Json(o);
+}
+
+Response Api::GetMemory(const Request& request) {
+  FieldReader in(request.query);
+  const std::string ns = ReadNamespace(in);
+  if (!in.ok()) return server::ValidationError(in.errors());
+  const std::string id(request.PathParam("id"));
+  // Looking at an entry is not recalling it: usage counts stay as they are.
+  auto entry = runtime_.bank().Get(ns, id, /*touch=*/false);
+  if (!entry.ok()) return IdError(entry.status(), id, "query");
+  return Response::Json(ApiEntryToJson(*entry));
+}
+
+Response Api::UpdateMemory(const Request& request) {
+  json::value body;
+  if (auto error = ReadBody(request, true, body)) return *error;
+  const std::string id(request.PathParam("id"));
+  FieldReader in(body, "body");
+  UpdateRequest update;
+  update.ns = ReadNamespace(in);
+  update.id = id;
+  if (auto v = in.String("memory_id"); v && *v != id) {
+    in.AddError("memory_id",
+                fmt::format("memory_id \"{}\" does not match the path's \"{}\"", *v, id),
+                "value_error");
+  }
+  update.content = in.String("content", {.min_length = 1});
+  update.context = in.String("context");
+  update.tags = in.StringList("tags");
+  update.metadata = in.Object("metadata");
+  update.importance =
+      in.Number("importance_weight", {.min = kMinImportance, .max = kMaxImportance});
+  if (!in.ok()) return server::ValidationError(in.errors());
+
+  auto outcome = runtime_.bank().Update(update);
+  if (!outcome.ok()) return IdError(outcome.status(), id, "body");
+  return Response::Json(
+      json::object{{"memory_id", id}, {"status", "updated"}, {"version", outcome->version}});
+}
+
+Response Api::DeleteMemory(const Request& request) {
+  FieldReader in(request.query);
+  const std::string ns = ReadNamespace(in);
+  if (!in.ok()) return server::ValidationError(in.errors());
+  const std::string id(request.PathParam("id"));
+  if (Status st = runtime_.bank().Delete(ns, id); !st.ok()) return IdError(st, id, "query");
+  return Response::Json(json::object{{"memory_id", id}, {"status", "deleted"}});
+}
+
+Response Api::MemoryHistory(const Request& request) {
+  FieldReader in(request.query);
+  const std::string ns = ReadNamespace(in);
+  if (!in.ok()) return server::ValidationError(in.errors());
+  const std::string id(request.PathParam("id"));
+  auto history = runtime_.bank().History(ns, id);
+  if (!history.ok()) return IdError(history.status(), id, "query");
+  if (history->empty()) return MemoryNotFound(id);
+  json::array rows;
+  for (const HistoryRecord& h : *history) rows.push_back(HistoryToJson(h));
+  return Response::Json(json::object{{"memory_id", id}, {"history", std::move(rows)}});
+}
+
+Response Api::ForgetMemory(const Request& request) {
+  json::value body;
+  if (auto error = ReadBody(request, false, body)) return *error;
+  FieldReader in(body, "body");
+  const std::string ns = ReadNamespace(in);
+  if (!in.ok()) return server::ValidationError(in.errors());
+  const std::string id(request.PathParam("id"));
+  if (Status st = runtime_.bank().Forget(ns, id); !st.ok()) return IdError(st, id, "body");
+  return Response::Json(json::object{{"memory_id", id}, {"status", "forgotten"}});
+}
+
+// ---- Retrieval and chat ----------------------------------------------------------------------
+
+Response Api::Search(const Request& request) {
+  json::value body;
+  if (auto error = ReadBody(request, true, body)) return *error;
+  FieldReader in(body, "body");
+  SearchRequest search;
+  search.ns = ReadNamespace(in);
+  if (auto v = in.String("query", {.required = true, .min_length = 1})) search.query = *v;
+  if (auto v = in.Integer("top_k", {.min = 1, .max = 50})) search.top_k = std::size_t(*v);
+  if (auto v = in.Number("min_similarity", {.min = 0, .max = 1})) search.min_similarity = *v;
+  if (!in.ok()) return server::ValidationError(in.errors());
+
+  auto hits = runtime_.bank().Search(search);
+  if (!hits.ok()) return ErrorFromStatus(hits.status());
+  return Response::Json(HitsToJson(*hits));
+}
+
+Response Api::Query(const Request& request) {
+  json::value body;
+  if (auto error = ReadBody(request, true, body)) return *error;
+  FieldReader in(body, "body");
+  const std::string ns = ReadNamespace(in);
+  std::string text;
+  if (auto v = in.String("input_text", {.required = true, .min_length = 1})) text = *v;
+  const bool retrieve = in.Bool("retrieve_memories").value_or(true);
+  const std::string session = in.String("session_id").value_or("");
+  if (!in.ok()) return server::ValidationError(in.errors());
+
+  Result<chat::TurnResult> turn = [&] {
+    if (session.empty()) return runtime_.chat().Turn(ns, session, text, retrieve);
+    std::lock_guard lock(SessionLock(session));
+    return runtime_.chat().Turn(ns, session, text, retrieve);
+  }();
+  if (!turn.ok()) return ErrorFromStatus(turn.status());
+  json::object o;
+  o["output"] = turn->reply;
+  o["memory_info"] = HitsToJson(turn->memories);
+  o["processing_time"] = turn->processing_seconds;
+  o["memory_utilization"] =
+      double(runtime_.bank().TotalCount()) / double(runtime_.bank().options().memory_size);
+  o["session_id"] = turn->session_id;
+  return Response::Json(o);
+}
+
+Response Api::Statistics(const Request& request) {
+  FieldReader in(request.query);
+  const std::string ns = ReadNamespace(in);
+  if (!in.ok()) return server::ValidationError(in.errors());
+  const BankStats stats = runtime_.bank().Stats();
+
+  NamespaceStats mine;
+  mine.ns = ns;
+  for (const NamespaceStats& s : stats.namespaces) {
+    if (s.ns == ns) mine = s;
+  }
+  json::object o = ApiNamespaceStatsToJson(mine);
+  o["user_id"] = ns;
+  o["memory_size"] = stats.memory_size;
+  o["max_memory_capacity"] = stats.max_memory_capacity;
+  json::object decisions;
+  for (WriteAction a : kActions) {
+    decisions[WriteActionName(a)] = stats.write_decisions[static_cast<int>(a)];
+  }
+  o["write_decisions"] = std::move(decisions);
+  o["overall"] = ApiNamespaceStatsToJson(stats.overall);
+  o["namespace_count"] = stats.namespaces.size();
+  return Response::Json(o);
+}
+
+}  // namespace mann::api

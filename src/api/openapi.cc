@@ -1,0 +1,263 @@
+// The OpenAPI document of the REST API. Written by hand, apart from the routes' registration in
+// api.cc, so that the test comparing the two is a real check.
+
+#include <initializer_list>
+#include <string>
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+
+#include <mann/api/api.h>
+#include <mann/core/version.h>
+
+namespace mann::api {
+namespace {
+
+namespace json = boost::json;
+
+json::object Ref(std::string_view schema) {
+  return {{"$ref", "#/components/schemas/" + std::string(schema)}};
+}
+
+json::object JsonContent(json::object schema) {
+  return {{"application/json", {{"schema", std::move(schema)}}}};
+}
+
+json::object Reply(std::string_view description, json::object schema) {
+  return {{"description", description}, {"content", JsonContent(std::move(schema))}};
+}
+
+json::object Error(std::string_view description) { return Reply(description, Ref("Error")); }
+
+json::object Param(std::string_view name, std::string_view in, json::object schema,
+                   std::string_view description, bool required = false) {
+  return {{"name", name},
+          {"in", in},
+          {"required", required || in == "path"},
+          {"description", description},
+          {"schema", std::move(schema)}};
+}
+
+json::object IdParam() {
+  return Param("id", "path", {{"type", "string"}}, "The memory's id (a UUID)", true);
+}
+
+json::object UserQuery() {
+  return Param("user_id", "query", {{"type", "string"}, {"default", "default"}},
+               "Namespace (user or tenant); \"default\" when absent");
+}
+
+// One operation: what it does, its parameters, its body schema (empty: none) and its answers.
+json::object Operation(std::string_view summary, std::initializer_list<json::object> params,
+                       std::string_view body_schema, json::object responses) {
+  json::object op;
+  op["summary"] = summary;
+  if (params.size() > 0) {
+    json::array list;
+    for (const auto& p : params) list.push_back(p);
+    op["parameters"] = std::move(list);
+  }
+  if (!body_schema.empty()) {
+    op["requestBody"] = {{"required", true}, {"content", JsonContent(Ref(body_schema))}};
+    responses["400"] = Error("Malformed JSON");
+    responses["415"] = Error("Content-Type is not application/json");
+    responses["422"] = Reply("Validation error, one item per bad field", Ref("ValidationError"));
+  }
+  op["responses"] = std::move(responses);
+  return op;
+}
+
+json::object Str() { return {{"type", "string"}}; }
+json::object Num() { return {{"type", "number"}}; }
+json::object Int() { return {{"type", "integer"}}; }
+json::object Strings() { return {{"type", "array"}, {"items", Str()}}; }
+
+json::object Object(json::object properties, std::initializer_list<const char*> required = {}) {
+  json::object o{{"type", "object"}, {"properties", std::move(properties)}};
+  if (required.size() > 0) {
+    json::array names;
+    for (const char* r : required) names.emplace_back(r);
+    o["required"] = std::move(names);
+  }
+  return o;
+}
+
+json::object Schemas() {
+  json::object s;
+  s["Error"] = Object({{"detail", json::object{}}}, {"detail"});
+  s["FieldError"] = Object(
+      {{"loc", {{"type", "array"}, {"items", json::object{}}}}, {"msg", Str()}, {"type", Str()}},
+      {"loc", "msg", "type"});
+  s["ValidationError"] =
+      Object({{"detail", {{"type", "array"}, {"items", Ref("FieldError")}}}}, {"detail"});
+  s["Health"] = Object({{"status", Str()},
+                        {"timestamp", Str()},
+                        {"memory_count", Int()},
+                        {"memory_utilization", Num()},
+                        {"uptime", Num()},
+                        {"version", Str()}});
+  s["MemoryCreate"] = Object(
+      {{"content", {{"type", "string"}, {"minLength", 1}}},
+       {"context", {{"type", "string"}, {"default", ""}}},
+       {"tags", Strings()},
+       {"importance_weight", {{"type", "number"}, {"minimum", 0}, {"maximum", 3}, {"default", 1}}},
+       {"metadata", {{"type", "object"}}},
+       {"user_id", Str()}},
+      {"content"});
+  s["MemoryUpdate"] =
+      Object({{"memory_id", Str()},
+              {"content", {{"type", "string"}, {"minLength", 1}}},
+              {"context", Str()},
+              {"tags", Strings()},
+              {"importance_weight", {{"type", "number"}, {"minimum", 0}, {"maximum", 3}}},
+              {"metadata", {{"type", "object"}}},
+              {"user_id", Str()}});
+  s["NamespaceBody"] = Object({{"user_id", Str()}});
+  s["WriteResult"] =
+      Object({{"memory_id", Str()},
+              {"status",
+               {{"type", "string"},
+                {"enum", {"created", "updated", "unchanged", "deleted", "forgotten"}}}},
+              {"version", Int()}},
+             {"memory_id", "status"});
+  s["Memory"] = Object({{"memory_id", Str()},
+                        {"id", Str()},
+                        {"namespace", Str()},
+                        {"content", Str()},
+                        {"context", Str()},
+                        {"tags", Strings()},
+                        {"metadata", {{"type", "object"}}},
+                        {"importance_weight", Num()},
+                        {"usage_count", Int()},
+                        {"created_at", Str()},
+                        {"updated_at", Str()},
+                        {"last_access_at", Str()},
+                        {"version", Int()},
+                        {"content_hash", Str()},
+                        {"language", Str()}});
+  s["MemoryPage"] =
+      Object({{"memories", {{"type", "array"}, {"items", Ref("Memory")}}}, {"next_cursor", Str()}});
+  s["History"] = Object(
+      {{"memory_id", Str()}, {"history", {{"type", "array"}, {"items", {{"type", "object"}}}}}});
+  s["SearchRequest"] = Object(
+      {{"query", {{"type", "string"}, {"minLength", 1}}},
+       {"top_k", {{"type", "integer"}, {"minimum", 1}, {"maximum", 50}, {"default", 5}}},
+       {"min_similarity", {{"type", "number"}, {"minimum", 0}, {"maximum", 1}, {"default", 0}}},
+       {"user_id", Str()}},
+      {"query"});
+  s["SearchHit"] = Object({{"memory_id", Str()},
+                           {"content", Str()},
+                           {"context", Str()},
+                           {"importance_weight", Num()},
+                           {"usage_count", Int()},
+                           {"tags", Strings()},
+                           {"timestamp", Str()},
+                           {"similarity", Num()},
+                           {"attention_weight", Num()}});
+  s["QueryRequest"] = Object({{"input_text", {{"type", "string"}, {"minLength", 1}}},
+                              {"retrieve_memories", {{"type", "boolean"}, {"default", true}}},
+                              {"session_id", Str()},
+                              {"user_id", Str()}},
+                             {"input_text"});
+  s["QueryResponse"] = Object({{"output", Str()},
+                               {"memory_info", {{"type", "array"}, {"items", Ref("SearchHit")}}},
+                               {"processing_time", Num()},
+                               {"memory_utilization", Num()},
+                               {"session_id", Str()}});
+  s["Statistics"] = Object({{"user_id", Str()},
+                            {"total_memories", Int()},
+                            {"memory_utilization", Num()},
+                            {"memory_size", Int()},
+                            {"max_memory_capacity", Int()},
+                            {"reads", Int()},
+                            {"writes", Int()},
+                            {"evictions", Int()},
+                            {"write_decisions", {{"type", "object"}}},
+                            {"overall", {{"type", "object"}}}});
+  return s;
+}
+
+}  // namespace
+
+json::value OpenApiDocument() {
+  const json::object not_found = Error("No memory with this id in the namespace");
+  const json::object unavailable = Error("The store failed; retry later");
+  json::object paths;
+
+  paths["/health"] = {{"get", Operation("Liveness and a summary of the bank", {}, "",
+                                        {{"200", Reply("Alive", Ref("Health"))}})}};
+  paths["/ready"] = {
+      {"get", Operation("Readiness: the store answers and the server is not shutting down", {}, "",
+                        {{"200", Reply("Ready", Object({{"status", Str()}}))},
+                         {"503", Error("Draining or storage unavailable")}})}};
+  paths["/metrics"] = {
+      {"get", Operation("Prometheus metrics (text format 0.0.4)", {}, "",
+                        {{"200",
+                          {{"description", "The exposition"},
+                           {"content", {{"text/plain", {{"schema", Str()}}}}}}}})}};
+  paths["/openapi.json"] = {
+      {"get", Operation("This document", {}, "",
+                        {{"200", Reply("OpenAPI 3 document", {{"type", "object"}})}})}};
+
+  paths["/memories"] = {
+      {"post", Operation("Store a memory through the write head", {}, "MemoryCreate",
+                         {{"200", Reply("What the write head did", Ref("WriteResult"))},
+                          {"503", unavailable}})},
+      {"get",
+       Operation(
+           "List memories, newest first, a page at a time",
+           {UserQuery(),
+            Param("tag", "query", Strings(), "Only memories with every tag given (repeatable)"),
+            Param("created_from", "query", Int(), "Created at or after, ms since the epoch"),
+            Param("created_until", "query", Int(), "Created before, ms since the epoch"),
+            Param("metadata_key", "query", Str(), "Only memories whose metadata has this key"),
+            Param("metadata_value", "query", Str(),
+                  "... with this JSON value (text that is not JSON is a string)"),
+            Param("limit", "query",
+                  {{"type", "integer"}, {"minimum", 1}, {"maximum", 1000}, {"default", 50}},
+                  "Page size"),
+            Param("cursor", "query", Str(), "next_cursor of the previous page")},
+           "",
+           {{"200", Reply("A page", Ref("MemoryPage"))},
+            {"422", Reply("Validation error", Ref("ValidationError"))}})}};
+  paths["/memories/{id}"] = {
+      {"get", Operation("One memory", {IdParam(), UserQuery()}, "",
+                        {{"200", Reply("The memory", Ref("Memory"))}, {"404", not_found}})},
+      {"put", Operation("Change a memory; the old version stays in its history", {IdParam()},
+                        "MemoryUpdate",
+                        {{"200", Reply("Updated", Ref("WriteResult"))}, {"404", not_found}})},
+      {"delete", Operation("Remove a memory; its history stays", {IdParam(), UserQuery()}, "",
+                           {{"200", Reply("Deleted", Ref("WriteResult"))}, {"404", not_found}})}};
+  paths["/memories/{id}/history"] = {
+      {"get", Operation("Every version of a memory, oldest first", {IdParam(), UserQuery()}, "",
+                        {{"200", Reply("The history", Ref("History"))}, {"404", not_found}})}};
+  json::object forget =
+      Operation("Erase a memory and all its history for good", {IdParam()}, "NamespaceBody",
+                {{"200", Reply("Forgotten", Ref("WriteResult"))}, {"404", not_found}});
+  forget["requestBody"].as_object()["required"] = false;
+  paths["/memories/{id}/forget"] = {{"post", std::move(forget)}};
+
+  paths["/search"] = {
+      {"post", Operation("Find memories by meaning and words, best first", {}, "SearchRequest",
+                         {{"200", Reply("Hits", {{"type", "array"}, {"items", Ref("SearchHit")}})},
+                          {"503", unavailable}})}};
+  paths["/query"] = {
+      {"post", Operation("One chat turn: recall, reply, remember", {}, "QueryRequest",
+                         {{"200", Reply("The reply", Ref("QueryResponse"))},
+                          {"404", Error("Unknown session_id")},
+                          {"503", unavailable}})}};
+  paths["/statistics"] = {
+      {"get", Operation("Statistics of the namespace and the bank", {UserQuery()}, "",
+                        {{"200", Reply("Statistics", Ref("Statistics"))}})}};
+
+  json::object doc;
+  doc["openapi"] = "3.0.3";
+  doc["info"] = {{"title", "mann"},
+                 {"version", kVersion},
+                 {"description", "A chatbot with a long-term memory: memories, search, chat."}};
+  doc["paths"] = std::move(paths);
+  doc["components"] = {{"schemas", Schemas()}};
+  return doc;
+}
+
+}  // namespace mann::api
