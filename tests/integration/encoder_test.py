@@ -79,13 +79,7 @@ class Mann:
 
     def json(self, *args, sets=(), env=None):
         code, out, err = self.run(*args, "--json", sets=sets, env=env)
-        try:
-            doc = json.loads(out)
-        except ValueError:
-            doc = None
-        check(doc is not None, f"{' '.join(args[:2])} --json prints one JSON document",
-              f"code {code} stdout {out[:300]!r} stderr {err[:300]!r}")
-        return code, doc, err
+        return code, harness.json_document(checks, args, code, out, err), err
 
     def add(self, text, *extra, **kw):
         code, doc, err = self.json("memory", "add", text, *extra, **kw)

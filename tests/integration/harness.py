@@ -2,6 +2,7 @@
 crash or hang fails only its own scenario, a hermetic environment, and the closing summary line
 ("N passed, M failed") that CI reads."""
 
+import json
 import os
 import sys
 
@@ -52,3 +53,15 @@ def hermetic_env(root, **extra):
     os.makedirs(env["HOME"], exist_ok=True)
     env.update(extra)
     return env
+
+
+def json_document(checks, args, code, out, err):
+    """The one JSON document a `--json` command printed on stdout, or None after a failed check
+    that shows what it printed instead."""
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        doc = None
+    checks.check(doc is not None, f"{' '.join(args[:2])} --json prints one JSON document",
+                 f"code {code} stdout {out[:300]!r} stderr {err[:300]!r}")
+    return doc
