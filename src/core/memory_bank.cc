@@ -356,9 +356,9 @@ struct MemoryBank::Impl {
   }
 
   // The query's vector in every space that can read its language.
-  Result<QueryVectors> EmbedQuery(std::string_view query) const {
+  Result<QueryVectors> EmbedQuery(std::string_view query, text::Language language) const {
     QueryVectors q;
-    for (const encode::Lane* lane : router.ForQuery(text::DetectLanguage(query))) {
+    for (const encode::Lane* lane : router.ForQuery(language)) {
       MANN_ASSIGN_OR_RETURN(encode::Vector v, router.Embed(*lane, query));
       q.by_space.emplace_back(lane->space, std::move(v));
     }
@@ -719,8 +719,10 @@ struct MemoryBank::Impl {
   Result<WriteOutcome> ForgetByText(const std::string& ns, const std::string& subject,
                                     const std::string& source) {
     const std::string normalized = text::NormalizeNfc(subject);
-    MANN_ASSIGN_OR_RETURN(QueryVectors query, EmbedQuery(normalized));
-    const std::vector<std::string> terms = analyzer.Terms(normalized);
+    // One language guess serves the analyser and the router.
+    const text::Language language = text::DetectLanguage(normalized);
+    MANN_ASSIGN_OR_RETURN(QueryVectors query, EmbedQuery(normalized, language));
+    const std::vector<std::string> terms = analyzer.Terms(normalized, language);
     WriteOutcome outcome;
     outcome.action = WriteAction::kNoop;
     std::future<Status> pending;
@@ -1262,8 +1264,10 @@ Result<std::vector<SearchHit>> MemoryBank::Search(const SearchRequest& r) {
   }
   const std::string query = text::NormalizeNfc(r.query);
   if (query.empty()) return InvalidArgumentError("query must not be empty");
-  const std::vector<std::string> terms = im.analyzer.Terms(query);
-  MANN_ASSIGN_OR_RETURN(QueryVectors embedding, im.EmbedQuery(query));
+  // One language guess serves the analyser and the router.
+  const text::Language language = text::DetectLanguage(query);
+  const std::vector<std::string> terms = im.analyzer.Terms(query, language);
+  MANN_ASSIGN_OR_RETURN(QueryVectors embedding, im.EmbedQuery(query, language));
 
   std::vector<SearchHit> hits;
   {
