@@ -422,6 +422,18 @@ class Loader {
       }
     }
 
+    if (!AnyFailed({"security.cors_origins", "security.cors_allow_credentials"}) &&
+        std::get<bool>(SlotOf("security.cors_allow_credentials").value) &&
+        std::get<std::string>(SlotOf("security.cors_origins").value).find('*') !=
+            std::string::npos) {
+      AddError(StatusCode::kInvalidArgument,
+               fmt::format("{} with {}: credentials cannot be combined with the * origin "
+                           "(browsers refuse it, and it would let every site act as the user); "
+                           "list the origins instead",
+                           Describe("security.cors_allow_credentials"),
+                           Describe("security.cors_origins")));
+    }
+
     // Each pager channel added later joins this condition.
     if (!AnyFailed({"pager.enabled", "pager.webhook"}) &&
         std::get<bool>(SlotOf("pager.enabled").value) &&

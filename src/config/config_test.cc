@@ -85,6 +85,14 @@ TEST(ConfigDefaults, EveryKeyHasItsDocumentedDefault) {
       {"server.idle_timeout", "60"},
       {"server.write_timeout", "30"},
       {"server.drain_timeout", "10"},
+      {"server.shutdown_grace", "0"},
+      {"security.api_keys_file", "\"\""},
+      {"security.allow_unauthenticated", "false"},
+      {"security.cors_origins", "\"\""},
+      {"security.cors_allow_credentials", "false"},
+      {"security.trusted_hosts", "\"\""},
+      {"rate_limit.enabled", "true"},
+      {"rate_limit.rules", "\"\""},
       {"log.level", "\"info\""},
       {"log.file", "\"\""},
       {"log.format", "\"text\""},
@@ -228,6 +236,21 @@ TEST(ConfigEnv, EveryVariableInTheTableIsHonoured) {
   const std::vector<Case> cases = {
       {"MANN_API_HOST", "0.0.0.0", [](const Config& c) { return c.server.host == "0.0.0.0"; }},
       {"MANN_API_PORT", "9001", [](const Config& c) { return c.server.port == 9001; }},
+      {"MANN_SHUTDOWN_GRACE", "5",
+       [](const Config& c) { return c.server.shutdown_grace.count() == 5; }},
+      {"MANN_API_KEYS_FILE", "/etc/mann/keys.toml",
+       [](const Config& c) { return c.security.api_keys_file == "/etc/mann/keys.toml"; }},
+      {"MANN_ALLOW_UNAUTHENTICATED", "true",
+       [](const Config& c) { return c.security.allow_unauthenticated; }},
+      {"MANN_CORS_ORIGINS", "https://app.example",
+       [](const Config& c) { return c.security.cors_origins == "https://app.example"; }},
+      {"MANN_CORS_ALLOW_CREDENTIALS", "true",
+       [](const Config& c) { return c.security.cors_allow_credentials; }},
+      {"MANN_TRUSTED_HOSTS", "api.example",
+       [](const Config& c) { return c.security.trusted_hosts == "api.example"; }},
+      {"MANN_RATE_LIMIT_ENABLED", "false", [](const Config& c) { return !c.rate_limit.enabled; }},
+      {"MANN_RATE_LIMITS", "POST /memories=10/minute",
+       [](const Config& c) { return c.rate_limit.rules == "POST /memories=10/minute"; }},
       {"MANN_LOG_LEVEL", "DEBUG", [](const Config& c) { return c.log.level == "debug"; }},
       {"MANN_LOG_FORMAT", "JSON", [](const Config& c) { return c.log.format == "json"; }},
       {"MANN_LOG_FILE", "/var/log/m.log",
@@ -465,6 +488,36 @@ TEST(ConfigCrossKey, EnabledPagerNeedsAChannel) {
                   .ok());
 }
 
+TEST(ConfigCrossKey, CorsCredentialsRefuseTheWildcardOrigin) {
+  const std::string error =
+      LoadError({.env = {{"MANN_CORS_ORIGINS", "*"}, {"MANN_CORS_ALLOW_CREDENTIALS", "true"}}});
+  EXPECT_THAT(error,
+              AllOf(HasSubstr("security.cors_allow_credentials=true"),
+                    HasSubstr("security.cors_origins=\"*\""), HasSubstr("list the origins")));
+  EXPECT_TRUE(LoadConfig({.env = {{"MANN_CORS_ORIGINS", "https://app.example.com"},
+                                  {"MANN_CORS_ALLOW_CREDENTIALS", "true"}}})
+                  .ok());
+}
+
+// The security module parses these lists; the configuration refuses what it cannot parse.
+TEST(ConfigSecurity, ListsThatDoNotParseAreRefusedAtLoad) {
+  EXPECT_THAT(LoadError({.env = {{"MANN_CORS_ORIGINS", "null"}}}),
+              HasSubstr("security.cors_origins must be"));
+  EXPECT_THAT(LoadError({.env = {{"MANN_CORS_ORIGINS", "https://a.example/path"}}}),
+              HasSubstr("security.cors_origins must be"));
+  EXPECT_THAT(LoadError({.env = {{"MANN_TRUSTED_HOSTS", "bad host!"}}}),
+              HasSubstr("security.trusted_hosts must be"));
+  EXPECT_THAT(LoadError({.env = {{"MANN_RATE_LIMITS", "POST /memories=ten/minute"}}}),
+              HasSubstr("rate_limit.rules must be"));
+  const Config c = LoadOk({.env = {{"MANN_CORS_ORIGINS", "https://a.example, http://b:8080"},
+                                   {"MANN_TRUSTED_HOSTS", "api.example.com, *.internal"},
+                                   {"MANN_RATE_LIMITS", "POST /memories=10/minute"}}})
+                       .config;
+  EXPECT_EQ(c.security.cors_origins, "https://a.example, http://b:8080");
+  EXPECT_EQ(c.security.trusted_hosts, "api.example.com, *.internal");
+  EXPECT_EQ(c.rate_limit.rules, "POST /memories=10/minute");
+}
+
 TEST(ConfigCrossKey, SkippedWhenAnInvolvedKeyIsAlreadyInvalid) {
   // Comparing against a value that was rejected would only add a confusing second error.
   const std::string error =
@@ -576,7 +629,7 @@ TEST(ConfigFile, UnknownKeySuggestsTheClosestKnownKey) {
       {"port = 1\n", "did you mean \"server.port\"?"},
       {"[sever]\nport = 1\n", "did you mean \"server.port\"?"},
       {"[memory]\nmemory_sise = 1\n", "did you mean \"memory.memory_size\"?"},
-      {"[zzz]\nqqqqqqqq = 1\n", "Known sections: server, log, monitoring"},
+      {"[zzz]\nqqqqqqqq = 1\n", "Known sections: server, security, rate_limit, log, monitoring"},
       {"[sever]\n", "unknown key \"sever\""},
   };
   for (const Case& c : cases) {

@@ -11,6 +11,10 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 
+#include <mann/security/cors.h>
+#include <mann/security/rate_limit.h>
+#include <mann/security/trusted_hosts.h>
+
 namespace mann::config::internal {
 namespace {
 
@@ -49,6 +53,12 @@ bool IsHostName(std::string_view s) {
 }
 
 bool IsHostOrIp(const std::string& s) { return IsIpLiteral(s) || IsHostName(s); }
+
+// The security module owns these syntaxes; the configuration only asks whether a value parses,
+// and `mann serve` reports the parser's detailed message if it ever disagrees.
+bool IsOriginList(const std::string& s) { return security::ParseOriginList(s).ok(); }
+bool IsHostList(const std::string& s) { return security::ParseHostList(s).ok(); }
+bool IsRateLimitRuleList(const std::string& s) { return security::ParseRateLimitRules(s).ok(); }
 
 bool IsEmptyOrHttpUrl(const std::string& s) {
   if (s.empty()) return true;
@@ -244,6 +254,77 @@ std::vector<KeySpec> BuildTable() {
       .help = "At shutdown, how long requests in progress may take before their connections are "
               "closed.",
       .unit = "seconds",
+  }));
+
+  t.push_back(Key<&C::server, &ServerConfig::shutdown_grace>({
+      .key = "server.shutdown_grace",
+      .env = "MANN_SHUTDOWN_GRACE",
+      .default_text = "0",
+      .constraint = IntRange{0, 3600},
+      .help = "At shutdown, how long /ready answers 503 while requests are still served, before "
+              "the listener closes; give load balancers time to notice.",
+      .unit = "seconds",
+  }));
+
+  t.push_back(Key<&C::security, &SecurityConfig::api_keys_file>({
+      .key = "security.api_keys_file",
+      .env = "MANN_API_KEYS_FILE",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "a path, or empty"},
+      .help = "TOML file of API keys (hashes only, each bound to namespaces); empty: no keys. "
+              "`mann key create` makes an entry.",
+  }));
+  t.push_back(Key<&C::security, &SecurityConfig::allow_unauthenticated>({
+      .key = "security.allow_unauthenticated",
+      .env = "MANN_ALLOW_UNAUTHENTICATED",
+      .default_text = "false",
+      .constraint = AnyBool{},
+      .help = "Serve an address other than loopback without API keys (as --allow-unauthenticated "
+              "does); every caller may then touch every namespace.",
+  }));
+  t.push_back(Key<&C::security, &SecurityConfig::cors_origins>({
+      .key = "security.cors_origins",
+      .env = "MANN_CORS_ORIGINS",
+      .default_text = "",
+      .constraint = Predicate{&IsOriginList,
+                              "a comma-separated list of origins scheme://host[:port] (never "
+                              "null), or *, or empty"},
+      .help = "Browser origins allowed to call the API (CORS); empty: none.",
+  }));
+  t.push_back(Key<&C::security, &SecurityConfig::cors_allow_credentials>({
+      .key = "security.cors_allow_credentials",
+      .env = "MANN_CORS_ALLOW_CREDENTIALS",
+      .default_text = "false",
+      .constraint = AnyBool{},
+      .help =
+          "Let allowed origins send credentials (Access-Control-Allow-Credentials); not with *.",
+  }));
+  t.push_back(Key<&C::security, &SecurityConfig::trusted_hosts>({
+      .key = "security.trusted_hosts",
+      .env = "MANN_TRUSTED_HOSTS",
+      .default_text = "",
+      .constraint = Predicate{&IsHostList,
+                              "a comma-separated list of host names, IP literals, *.suffix "
+                              "wildcards, or *, or empty"},
+      .help = "Host header values accepted (others get 400); empty: server.host, localhost, "
+              "127.0.0.1 and [::1].",
+  }));
+
+  t.push_back(Key<&C::rate_limit, &RateLimitConfig::enabled>({
+      .key = "rate_limit.enabled",
+      .env = "MANN_RATE_LIMIT_ENABLED",
+      .default_text = "true",
+      .constraint = AnyBool{},
+      .help = "Apply rate_limit.rules.",
+  }));
+  t.push_back(Key<&C::rate_limit, &RateLimitConfig::rules>({
+      .key = "rate_limit.rules",
+      .env = "MANN_RATE_LIMITS",
+      .default_text = "",
+      .constraint = Predicate{&IsRateLimitRuleList,
+                              "comma-separated rules METHOD ROUTE=N/second|minute|hour, or empty"},
+      .help = "Requests allowed per API key (per client address without keys) on a route, e.g. "
+              "\"POST /memories=10/minute, * *=600/minute\"; empty: no limits.",
   }));
 
   t.push_back(Key<&C::log, &LogConfig::level>({

@@ -58,6 +58,23 @@ struct ServerConfig {
   std::chrono::seconds idle_timeout{0};
   std::chrono::seconds write_timeout{0};
   std::chrono::seconds drain_timeout{0};  // at shutdown, for requests in progress
+  // At shutdown, how long /ready answers 503 while requests are still served, so that load
+  // balancers take the replica out before its listener closes.
+  std::chrono::seconds shutdown_grace{0};
+};
+
+// Who may call the REST API and from where (security::* has the mechanisms).
+struct SecurityConfig {
+  std::string api_keys_file;           // TOML file of hashed keys; empty: no keys
+  bool allow_unauthenticated = false;  // serve a non-loopback address without keys
+  std::string cors_origins;            // comma-separated origins, or "*"; empty: no CORS
+  bool cors_allow_credentials = false;
+  std::string trusted_hosts;  // comma-separated Host names; empty: the bound address + localhost
+};
+
+struct RateLimitConfig {
+  bool enabled = false;
+  std::string rules;  // "POST /memories=10/minute, * *=600/minute"; empty: no limits
 };
 
 struct LogConfig {
@@ -124,6 +141,8 @@ struct EncoderConfig {
 
 struct Config {
   ServerConfig server;
+  SecurityConfig security;
+  RateLimitConfig rate_limit;
   LogConfig log;
   MonitoringConfig monitoring;
   PagerConfig pager;
