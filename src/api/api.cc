@@ -12,6 +12,7 @@
 #include <mann/core/entry_json.h>
 #include <mann/core/log.h>
 #include <mann/core/version.h>
+#include <mann/security/principal.h>
 
 namespace mann::api {
 namespace {
@@ -79,14 +80,28 @@ Response MemoryNotFound(std::string_view id) {
   return server::NotFound(fmt::format("memory {} not found", id));
 }
 
-// The namespace of a request: `user_id` read by `in` (default "default"), validated.
-std::string ReadNamespace(FieldReader& in) {
-  std::optional<std::string> ns = in.String("user_id");
-  if (!ns) return std::string(kDefaultNamespace);
-  if (Status st = ValidateNamespace(*ns); !st.ok()) {
-    in.AddError("user_id", st.message(), "value_error");
+// The namespace of a request: `user_id` read by `in` (a validation error there joins the
+// others), else the caller's default: its key's default namespace, or "default" on a server
+// without keys. Returns the 403 to answer when the caller's key may not touch the namespace; a
+// refusal comes before other validation errors, so that a caller learns nothing about a request
+// it may not make.
+std::optional<Response> ReadNamespace(FieldReader& in, const Request& request, std::string& ns) {
+  const security::Principal* who = security::PrincipalOf(request);
+  std::optional<std::string> named = in.String("user_id");
+  if (!named) {
+    ns = who != nullptr ? who->default_namespace : std::string(kDefaultNamespace);
+    return std::nullopt;
   }
-  return *ns;
+  ns = std::move(*named);
+  if (Status st = ValidateNamespace(ns); !st.ok()) {
+    in.AddError("user_id", st.message(), "value_error");
+    return std::nullopt;
+  }
+  if (who != nullptr && !who->MayAccess(ns)) {
+    return server::ErrorResponse(
+        403, fmt::format("API key \"{}\" may not access namespace \"{}\"", who->key_name, ns));
+  }
+  return std::nullopt;
 }
 
 // The JSON body of a request, or the answer to give when there is none to read: 400 for
@@ -253,7 +268,7 @@ Response Api::AddMemory(const Request& request) {
   if (auto error = ReadBody(request, true, body)) return *error;
   FieldReader in(body, "body");
   AddRequest add;
-  add.ns = ReadNamespace(in);
+  if (auto denied = ReadNamespace(in, request, add.ns)) return *denied;
   if (auto v = in.String("content", {.required = true, .min_length = 1})) add.content = *v;
   if (auto v = in.String("context")) add.context = *v;
   if (auto v = in.StringList("tags")) add.tags = *v;
@@ -279,7 +294,7 @@ Response Api::AddMemory(const Request& request) {
 Response Api::ListMemories(const Request& request) {
   FieldReader in(request.query);
   ListQuery query;
-  query.ns = ReadNamespace(in);
+  if (auto denied = ReadNamespace(in, request, query.ns)) return *denied;
   if (auto v = in.StringList("tag")) query.tags = *v;
   if (auto v = in.Integer("created_from", {.min = 0, .max = std::nullopt})) query.created_from = *v;
   if (auto v = in.Integer("created_until", {.min = 0, .max = std::nullopt}))
@@ -307,7 +322,8 @@ Response Api::ListMemories(const Request& request) {
 
 Response Api::GetMemory(const Request& request) {
   FieldReader in(request.query);
-  const std::string ns = ReadNamespace(in);
+  std::string ns;
+  if (auto denied = ReadNamespace(in, request, ns)) return *denied;
   if (!in.ok()) return server::ValidationError(in.errors());
   const std::string id(request.PathParam("id"));
   // Looking at an entry is not recalling it: usage counts stay as they are.
@@ -322,7 +338,7 @@ Response Api::UpdateMemory(const Request& request) {
   const std::string id(request.PathParam("id"));
   FieldReader in(body, "body");
   UpdateRequest update;
-  update.ns = ReadNamespace(in);
+  if (auto denied = ReadNamespace(in, request, update.ns)) return *denied;
   update.id = id;
   if (auto v = in.String("memory_id"); v && *v != id) {
     in.AddError("memory_id",
@@ -345,7 +361,8 @@ Response Api::UpdateMemory(const Request& request) {
 
 Response Api::DeleteMemory(const Request& request) {
   FieldReader in(request.query);
-  const std::string ns = ReadNamespace(in);
+  std::string ns;
+  if (auto denied = ReadNamespace(in, request, ns)) return *denied;
   if (!in.ok()) return server::ValidationError(in.errors());
   const std::string id(request.PathParam("id"));
   if (Status st = runtime_.bank().Delete(ns, id); !st.ok()) return IdError(st, id, "query");
@@ -354,7 +371,8 @@ Response Api::DeleteMemory(const Request& request) {
 
 Response Api::MemoryHistory(const Request& request) {
   FieldReader in(request.query);
-  const std::string ns = ReadNamespace(in);
+  std::string ns;
+  if (auto denied = ReadNamespace(in, request, ns)) return *denied;
   if (!in.ok()) return server::ValidationError(in.errors());
   const std::string id(request.PathParam("id"));
   auto history = runtime_.bank().History(ns, id);
@@ -369,7 +387,8 @@ Response Api::ForgetMemory(const Request& request) {
   json::value body;
   if (auto error = ReadBody(request, false, body)) return *error;
   FieldReader in(body, "body");
-  const std::string ns = ReadNamespace(in);
+  std::string ns;
+  if (auto denied = ReadNamespace(in, request, ns)) return *denied;
   if (!in.ok()) return server::ValidationError(in.errors());
   const std::string id(request.PathParam("id"));
   if (Status st = runtime_.bank().Forget(ns, id); !st.ok()) return IdError(st, id, "body");
@@ -383,7 +402,7 @@ Response Api::Search(const Request& request) {
   if (auto error = ReadBody(request, true, body)) return *error;
   FieldReader in(body, "body");
   SearchRequest search;
-  search.ns = ReadNamespace(in);
+  if (auto denied = ReadNamespace(in, request, search.ns)) return *denied;
   if (auto v = in.String("query", {.required = true, .min_length = 1})) search.query = *v;
   if (auto v = in.Integer("top_k", {.min = 1, .max = 50})) search.top_k = std::size_t(*v);
   if (auto v = in.Number("min_similarity", {.min = 0, .max = 1})) search.min_similarity = *v;
@@ -398,7 +417,8 @@ Response Api::Query(const Request& request) {
   json::value body;
   if (auto error = ReadBody(request, true, body)) return *error;
   FieldReader in(body, "body");
-  const std::string ns = ReadNamespace(in);
+  std::string ns;
+  if (auto denied = ReadNamespace(in, request, ns)) return *denied;
   std::string text;
   if (auto v = in.String("input_text", {.required = true, .min_length = 1})) text = *v;
   const bool retrieve = in.Bool("retrieve_memories").value_or(true);
@@ -423,7 +443,8 @@ Response Api::Query(const Request& request) {
 
 Response Api::Statistics(const Request& request) {
   FieldReader in(request.query);
-  const std::string ns = ReadNamespace(in);
+  std::string ns;
+  if (auto denied = ReadNamespace(in, request, ns)) return *denied;
   if (!in.ok()) return server::ValidationError(in.errors());
   const BankStats stats = runtime_.bank().Stats();
 
@@ -436,13 +457,18 @@ Response Api::Statistics(const Request& request) {
   o["user_id"] = ns;
   o["memory_size"] = stats.memory_size;
   o["max_memory_capacity"] = stats.max_memory_capacity;
-  json::object decisions;
-  for (WriteAction a : kActions) {
-    decisions[WriteActionName(a)] = stats.write_decisions[static_cast<int>(a)];
+  // The whole bank's figures describe other tenants too: only a caller that may see every
+  // namespace (an admin key, or a server without keys) gets them.
+  const security::Principal* who = security::PrincipalOf(request);
+  if (who == nullptr || who->admin) {
+    json::object decisions;
+    for (WriteAction a : kActions) {
+      decisions[WriteActionName(a)] = stats.write_decisions[static_cast<int>(a)];
+    }
+    o["write_decisions"] = std::move(decisions);
+    o["overall"] = ApiNamespaceStatsToJson(stats.overall);
+    o["namespace_count"] = stats.namespaces.size();
   }
-  o["write_decisions"] = std::move(decisions);
-  o["overall"] = ApiNamespaceStatsToJson(stats.overall);
-  o["namespace_count"] = stats.namespaces.size();
   return Response::Json(o);
 }
 

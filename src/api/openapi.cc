@@ -250,13 +250,37 @@ json::value OpenApiDocument() {
       {"get", Operation("Statistics of the namespace and the bank", {UserQuery()}, "",
                         {{"200", Reply("Statistics", Ref("Statistics"))}})}};
 
+  // Probes and scrapes need no key; every other operation does when keys are configured, and
+  // may meet the namespace check and the rate limits.
+  for (auto& [path, item] : paths) {
+    const bool open =
+        path == "/health" || path == "/ready" || path == "/metrics" || path == "/openapi.json";
+    for (auto& [method, op] : item.as_object()) {
+      json::object& operation = op.as_object();
+      if (open) {
+        operation["security"] = json::array();
+        continue;
+      }
+      json::object& responses = operation["responses"].as_object();
+      responses["401"] = Error("No API key, or an unknown one (on a server with keys)");
+      responses["403"] = Error("The key may not touch this namespace");
+      responses["429"] = Error("Over a rate limit; Retry-After says when to try again");
+    }
+  }
+
   json::object doc;
   doc["openapi"] = "3.0.3";
   doc["info"] = {{"title", "mann"},
                  {"version", kVersion},
                  {"description", "A chatbot with a long-term memory: memories, search, chat."}};
   doc["paths"] = std::move(paths);
-  doc["components"] = {{"schemas", Schemas()}};
+  doc["components"] = {
+      {"schemas", Schemas()},
+      {"securitySchemes",
+       {{"bearerAuth", {{"type", "http"}, {"scheme", "bearer"}}},
+        {"apiKeyHeader", {{"type", "apiKey"}, {"in", "header"}, {"name", "X-API-Key"}}}}}};
+  doc["security"] = json::array{json::object{{"bearerAuth", json::array()}},
+                                json::object{{"apiKeyHeader", json::array()}}};
   return doc;
 }
 
