@@ -14,6 +14,7 @@
 
 #include "chat_command.h"
 #include "context.h"
+#include "key_command.h"
 #include "memory_commands.h"
 #include "progress.h"
 #include "serve_command.h"
@@ -40,6 +41,8 @@ struct Parsed {
   std::size_t stream_count = 1000;
   bool reindex_all = false;
   bool serve = false;  // `mann serve`: logs at info unless log.level says otherwise
+  bool allow_unauthenticated = false;
+  KeyCreateArgs key_create;
 };
 
 // What runs after parsing: either a command needing no runtime (config show) or one that does.
@@ -212,9 +215,31 @@ void AddInfo(CLI::App& app, Parsed& p, Action& action) {
 
   auto* serve = app.add_subcommand(
       "serve", "Serve the REST API on server.host:server.port until SIGTERM or SIGINT");
+  serve->add_flag("--allow-unauthenticated", p.allow_unauthenticated,
+                  "Serve an address other than loopback without API keys "
+                  "(security.allow_unauthenticated)");
   serve->callback([&] {
     p.serve = true;
+    if (p.allow_unauthenticated) p.global.sets.push_back("security.allow_unauthenticated=true");
     action.with_runtime = [](CommandEnv& env, const config::Environment&) { return RunServe(env); };
+  });
+
+  auto* key = app.add_subcommand("key", "Make API keys for the REST API");
+  key->require_subcommand(1);
+  auto* create = key->add_subcommand(
+      "create",
+      "Make a new random key: prints the key once, and the entry (its hash) to append to the "
+      "keys file named by security.api_keys_file");
+  create->add_option("--name", p.key_create.name, "Name of the key, shown in logs")->required();
+  Repeatable(create, "--namespace", p.key_create.namespaces,
+             "A namespace the key may touch (repeatable; the first is its default)")
+      ->type_name("NS");
+  create->add_flag("--admin", p.key_create.admin, "The key may touch every namespace");
+  create->add_flag("--json", p.key_create.json, "Print {\"key\", \"entry\"} as one JSON document");
+  create->callback([&] {
+    action.without_runtime = [&](const config::LoadedConfig&, Io& io) {
+      return RunKeyCreate(p.key_create, io);
+    };
   });
 
   auto* stats = app.add_subcommand("stats", "How much is stored, per namespace");

@@ -6,12 +6,18 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <mann/api/api.h>
 #include <mann/core/log.h>
 #include <mann/metrics/process_collector.h>
+#include <mann/security/api_keys.h>
+#include <mann/security/cors.h>
+#include <mann/security/exposure.h>
+#include <mann/security/rate_limit.h>
+#include <mann/security/trusted_hosts.h>
 #include <mann/server/http_server.h>
 
 #include "context.h"
@@ -61,6 +67,20 @@ class ShutdownSignals {
     }
   }
 
+  // Waits up to `timeout` for another signal; true when one came.
+  bool WaitFor(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd pfd{.fd = fds_[0], .events = POLLIN, .revents = 0};
+      const int n = ::poll(&pfd, 1, static_cast<int>(left.count()));
+      if (n > 0) return Wait() >= 0;
+      if (n < 0 && errno != EINTR) return false;
+    }
+  }
+
   ~ShutdownSignals() {
     if (installed_) {
       ::sigaction(SIGTERM, &old_term_, nullptr);
@@ -94,6 +114,56 @@ server::ServerOptions OptionsFromConfig(const config::ServerConfig& c) {
   return o;
 }
 
+// The middleware chain from the security settings, outermost first: trusted hosts (a request
+// for another host reaches nothing), CORS (preflights are answered before authentication, and
+// error answers still carry the headers a browser needs to read them), API keys, rate limits
+// (after the key is known, so that limits are per key).
+Status InstallSecurity(const config::Config& config, server::Router& router) {
+  const config::SecurityConfig& sec = config.security;
+  std::vector<std::string> hosts;
+  if (sec.trusted_hosts.empty()) {
+    hosts = security::DefaultTrustedHosts(config.server.host);
+  } else {
+    MANN_ASSIGN_OR_RETURN(hosts, security::ParseHostList(sec.trusted_hosts));
+  }
+  router.Use(security::TrustedHostsMiddleware(std::move(hosts)));
+
+  if (!sec.cors_origins.empty()) {
+    security::CorsOptions cors;
+    MANN_ASSIGN_OR_RETURN(cors.allowed_origins, security::ParseOriginList(sec.cors_origins));
+    cors.allow_credentials = sec.cors_allow_credentials;
+    MANN_RETURN_IF_ERROR(security::ValidateCors(cors));
+    router.Use(security::CorsMiddleware(std::move(cors)));
+  }
+
+  bool have_keys = false;
+  if (!sec.api_keys_file.empty()) {
+    MANN_ASSIGN_OR_RETURN(security::KeyStore keys, security::KeyStore::LoadFile(sec.api_keys_file));
+    have_keys = !keys.empty();
+    if (!have_keys) {
+      return InvalidArgumentError(fmt::format(
+          "{} (security.api_keys_file) holds no keys: add one with `mann key create`, or unset "
+          "the setting",
+          sec.api_keys_file));
+    }
+    log::Get("serve")->info("API keys: {} loaded from {}", keys.size(), sec.api_keys_file);
+    router.Use(
+        security::AuthMiddleware(std::make_shared<const security::KeyStore>(std::move(keys))));
+  }
+  MANN_RETURN_IF_ERROR(
+      security::CheckExposure(config.server.host, have_keys, sec.allow_unauthenticated));
+
+  if (config.rate_limit.enabled && !config.rate_limit.rules.empty()) {
+    security::RateLimitOptions limits;
+    MANN_ASSIGN_OR_RETURN(limits.rules, security::ParseRateLimitRules(config.rate_limit.rules));
+    if (Status st = security::CheckRuleRoutes(limits.rules, router.Routes()); !st.ok()) {
+      return InvalidArgumentError("rate_limit.rules: " + st.message());
+    }
+    router.Use(security::RateLimitMiddleware(std::move(limits)));
+  }
+  return {};
+}
+
 }  // namespace
 
 int RunServe(CommandEnv& env) {
@@ -106,6 +176,9 @@ int RunServe(CommandEnv& env) {
   server::HttpServer http(options);
   api::Api api(env.rt, {.draining = [&http] { return http.draining(); }});
   if (Status st = api.RegisterRoutes(http.router()); !st.ok()) return ReportError(env.io.err, st);
+  if (Status st = InstallSecurity(env.rt.config(), http.router()); !st.ok()) {
+    return ReportError(env.io.err, st);
+  }
   if (Status st = api.RegisterMetrics(metrics::Registry::Default()); !st.ok()) {
     return ReportError(env.io.err, st);
   }
@@ -122,6 +195,14 @@ int RunServe(CommandEnv& env) {
   log->info("{} received: draining (up to {} ms)", signo == SIGINT ? "SIGINT" : "SIGTERM",
             options.drain_timeout.count());
   http.BeginDrain();
+  const std::chrono::milliseconds grace = env.rt.config().server.shutdown_grace;
+  if (grace.count() > 0) {
+    // Readiness already fails; keep serving so that requests routed here before the load
+    // balancer noticed still succeed. A second signal cuts the wait short.
+    log->info("readiness is failing; serving for {} ms more before closing the listener",
+              grace.count());
+    if (signals.WaitFor(grace)) log->info("second signal: closing the listener now");
+  }
   const server::StopResult stopped = http.Stop(options.drain_timeout);
   if (!stopped.drained()) {
     log->warn(

@@ -25,91 +25,14 @@ import time
 import harness
 
 TIMEOUT = harness.TIMEOUT
+Server = harness.Server
+free_port = harness.free_port
+raw_exchange = harness.raw_exchange
+read_response = harness.read_response
 checks = harness.Checks()
 check = checks.check
 HIT_FIELDS = {"memory_id", "content", "context", "importance_weight", "usage_count", "tags",
               "timestamp", "similarity", "attention_weight"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """One `mann serve` process on an ephemeral port over a data directory."""
-
-    def __init__(self, mann, root, data_dir, *extra):
-        self.port = free_port()
-        self.log = open(os.path.join(root, f"serve-{self.port}.log"), "w")
-        self.proc = subprocess.Popen(
-            [mann, "serve", "--data-dir", data_dir, "--set", "encoder.kind=hashed",
-             "--set", f"server.port={self.port}", *extra],
-            stdout=subprocess.PIPE, stderr=self.log, text=True,
-            env=harness.hermetic_env(root))
-        # "mann: serving on http://127.0.0.1:PORT" once listening; bounded like every wait.
-        ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT)
-        line = self.proc.stdout.readline() if ready else ""
-        if f":{self.port}" not in line:
-            self.stop()
-            raise RuntimeError(f"mann serve did not start: {line!r}")
-
-    def request(self, method, path, body=None, headers=None, raw=None):
-        """(status, headers, parsed JSON or text)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
-        try:
-            hdrs = dict(headers or {})
-            data = raw
-            if body is not None:
-                data = json.dumps(body).encode()
-                hdrs.setdefault("Content-Type", "application/json")
-            conn.request(method, path, body=data, headers=hdrs)
-            resp = conn.getresponse()
-            text = resp.read().decode()
-            ctype = resp.getheader("Content-Type", "")
-            parsed = json.loads(text) if ctype.startswith("application/json") and text else text
-            return resp.status, resp, parsed
-        finally:
-            conn.close()
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=TIMEOUT)
-        finally:
-            self.log.close()
-
-
-def raw_exchange(port, data):
-    """Sends bytes on a fresh connection and returns the status line and headers."""
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
-        s.sendall(data)
-        return read_response(s)
-
-
-def read_response(s):
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode(errors="replace").split("\r\n")
-    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
-    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        rest += chunk
-    return status, headers, rest[:length].decode(errors="replace")
 
 
 def locs(body):

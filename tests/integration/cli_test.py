@@ -59,8 +59,8 @@ def test_help_and_version(m):
         check(word in out, f"--help mentions {word}", out)
     commands = {line.split()[0] for line in out.split("Subcommands:")[-1].splitlines()
                 if line.strip()}
-    check(commands == {"chat", "memory", "config", "stats", "reindex", "serve"},
-          "--help lists exactly chat, memory, config, stats, reindex, serve (no debug)",
+    check(commands == {"chat", "memory", "config", "stats", "reindex", "serve", "key"},
+          "--help lists exactly chat, memory, config, stats, reindex, serve, key (no debug)",
           str(commands))
     code, out, _ = m.run("memory", "--help", data_dir=False)
     for word in ["add", "get", "list", "search", "update", "delete", "forget", "history", "import",
