@@ -77,6 +77,29 @@ CREATE TABLE turns (
   PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
 )sql",
+
+    // 2: the pager's outbox, one row per (notification, channel).
+    R"sql(
+CREATE TABLE pager_outbox (
+  id              TEXT PRIMARY KEY NOT NULL,  -- UUIDv7 from the pager: sorts by creation
+  channel         TEXT NOT NULL,
+  notification_id TEXT NOT NULL,
+  notification    TEXT NOT NULL,              -- JSON
+  state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'dead')),
+  attempts        INTEGER NOT NULL CHECK (attempts >= 0),
+  created_ms      INTEGER NOT NULL,
+  next_attempt_ms INTEGER NOT NULL,
+  updated_ms      INTEGER NOT NULL,
+  last_error      TEXT NOT NULL,
+  last_status     INTEGER NOT NULL,
+  UNIQUE (notification_id, channel)
+);
+-- The worker's query: a channel's pending rows by due time. Final rows stay out of the index.
+CREATE INDEX pager_outbox_due ON pager_outbox (channel, next_attempt_ms, id)
+  WHERE state = 'pending';
+-- Pruning and the health check's "dead in the last hour".
+CREATE INDEX pager_outbox_updated ON pager_outbox (updated_ms);
+)sql",
 };
 
 static_assert(kApplicationId == 1835101806, "migration 1 spells the application id in decimal");

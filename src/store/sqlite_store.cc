@@ -93,6 +93,44 @@ constexpr std::string_view kSelectRecentTurns = R"sql(
 SELECT session_id, seq, role, text, at_ms FROM turns
 WHERE session_id = ?1 ORDER BY seq DESC LIMIT ?2)sql";
 
+constexpr std::string_view kInsertDelivery = R"sql(
+INSERT INTO pager_outbox (id, channel, notification_id, notification, state, attempts,
+                          created_ms, next_attempt_ms, updated_ms, last_error, last_status)
+VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?5, '', 0))sql";
+
+// Only a pending row takes an attempt; a final row keeps the next_attempt_ms it had.
+constexpr std::string_view kFinishAttempt = R"sql(
+UPDATE pager_outbox SET
+  state = ?2, attempts = attempts + 1,
+  next_attempt_ms = CASE WHEN ?2 = 'pending' THEN ?3 ELSE next_attempt_ms END,
+  updated_ms = ?4, last_error = ?5, last_status = ?6
+WHERE id = ?1 AND state = 'pending')sql";
+
+constexpr std::string_view kPruneDeliveries =
+    "DELETE FROM pager_outbox WHERE state != 'pending' AND updated_ms < ?1";
+
+constexpr std::string_view kSelectDueDeliveries = R"sql(
+SELECT id, channel, notification_id, notification, state, attempts, created_ms, next_attempt_ms,
+       updated_ms, last_error, last_status
+FROM pager_outbox WHERE channel = ?1 AND state = 'pending' AND next_attempt_ms <= ?2
+ORDER BY next_attempt_ms, id LIMIT ?3)sql";
+
+constexpr std::string_view kSelectRecentDeliveries = R"sql(
+SELECT id, channel, notification_id, notification, state, attempts, created_ms, next_attempt_ms,
+       updated_ms, last_error, last_status
+FROM pager_outbox ORDER BY created_ms DESC, id DESC LIMIT ?1)sql";
+
+constexpr std::string_view kSelectOutboxStats = R"sql(
+SELECT channel,
+       sum(state = 'pending'),
+       coalesce(min(CASE WHEN state = 'pending' THEN created_ms END), 0),
+       coalesce(min(CASE WHEN state = 'pending' THEN next_attempt_ms END), 0),
+       sum(state = 'delivered' AND updated_ms >= ?1),
+       sum(state = 'failed' AND updated_ms >= ?1),
+       sum(state = 'dead' AND updated_ms >= ?1),
+       coalesce(max(CASE WHEN state = 'dead' THEN updated_ms END), 0)
+FROM pager_outbox GROUP BY channel ORDER BY channel)sql";
+
 // --- decoding rows ---
 
 Result<StoredEntry> DecodeEntry(const Statement& row) {
@@ -145,10 +183,57 @@ Result<HistoryRecord> DecodeHistory(const Statement& row) {
   return h;
 }
 
+Result<OutboxDelivery> DecodeDelivery(const Statement& row) {
+  OutboxDelivery d;
+  d.id = row.Text(0);
+  d.channel = row.Text(1);
+  d.notification_id = row.Text(2);
+  d.notification = row.Text(3);
+  const std::string_view state = row.Text(4);
+  std::optional<OutboxState> parsed = ParseOutboxState(state);
+  if (!parsed) {
+    return DataLossError(fmt::format(
+        "outbox delivery {} has unknown state \"{}\"; the database is damaged or was written by "
+        "a newer mann",
+        d.id, state));
+  }
+  d.state = *parsed;
+  d.attempts = row.Int(5);
+  d.created_ms = row.Int(6);
+  d.next_attempt_ms = row.Int(7);
+  d.updated_ms = row.Int(8);
+  d.last_error = row.Text(9);
+  d.last_status = static_cast<int>(row.Int(10));
+  return d;
+}
+
+// SQLite takes a signed 64-bit LIMIT.
+std::int64_t SqlLimit(std::size_t limit) {
+  return static_cast<std::int64_t>(
+      std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max()));
+}
+
 // --- what the writer thread applies ---
 
 struct Fence {};  // applies nothing; Flush() waits for it to come out of the queue
-using WriteOp = std::variant<Mutation, ChatSession, ChatTurn, Fence>;
+
+struct OutboxInsert {
+  std::vector<OutboxDelivery> rows;
+};
+
+// One attempt on a pending row, ending in state `to`.
+struct OutboxUpdate {
+  OutboxState to = OutboxState::kPending;
+  DeliveryOutcome outcome;
+};
+
+struct OutboxPrune {
+  TimestampMs before_ms = 0;
+  std::int64_t* deleted = nullptr;  // owned by the caller, who waits for the outcome
+};
+
+using WriteOp =
+    std::variant<Mutation, ChatSession, ChatTurn, OutboxInsert, OutboxUpdate, OutboxPrune, Fence>;
 
 bool IsFence(const WriteOp& op) { return std::holds_alternative<Fence>(op); }
 
@@ -212,12 +297,21 @@ class Writer {
   static Result<std::unique_ptr<Writer>> Create(Connection conn) {
     auto w = std::unique_ptr<Writer>(new Writer(std::move(conn)));
     const std::pair<Statement*, std::string_view> statements[] = {
-        {&w->begin_, "BEGIN IMMEDIATE"},       {&w->commit_, "COMMIT"},
-        {&w->rollback_, "ROLLBACK"},           {&w->upsert_entry_, kUpsertEntry},
-        {&w->delete_entry_, kDeleteEntry},     {&w->delete_history_, kDeleteHistory},
-        {&w->insert_history_, kInsertHistory}, {&w->update_usage_, kUpdateUsage},
-        {&w->add_counters_, kAddCounters},     {&w->upsert_session_, kUpsertSession},
-        {&w->insert_turn_, kInsertTurn},       {&w->touch_session_, kTouchSession},
+        {&w->begin_, "BEGIN IMMEDIATE"},
+        {&w->commit_, "COMMIT"},
+        {&w->rollback_, "ROLLBACK"},
+        {&w->upsert_entry_, kUpsertEntry},
+        {&w->delete_entry_, kDeleteEntry},
+        {&w->delete_history_, kDeleteHistory},
+        {&w->insert_history_, kInsertHistory},
+        {&w->update_usage_, kUpdateUsage},
+        {&w->add_counters_, kAddCounters},
+        {&w->upsert_session_, kUpsertSession},
+        {&w->insert_turn_, kInsertTurn},
+        {&w->touch_session_, kTouchSession},
+        {&w->insert_delivery_, kInsertDelivery},
+        {&w->finish_attempt_, kFinishAttempt},
+        {&w->prune_deliveries_, kPruneDeliveries},
     };
     for (const auto& [stmt, sql] : statements) {
       MANN_ASSIGN_OR_RETURN(*stmt, Statement::Prepare(w->conn_, sql));
@@ -271,6 +365,9 @@ class Writer {
                           [&](const Mutation& m) { return ApplyMutation(m); },
                           [&](const ChatSession& s) { return ApplySession(s); },
                           [&](const ChatTurn& t) { return ApplyTurn(t); },
+                          [&](const OutboxInsert& o) { return ApplyOutboxInsert(o); },
+                          [&](const OutboxUpdate& o) { return ApplyOutboxUpdate(o); },
+                          [&](const OutboxPrune& o) { return ApplyOutboxPrune(o); },
                           [&](const Fence&) { return Status::Ok(); },
                       },
                       op);
@@ -378,10 +475,57 @@ class Writer {
     return touch_session_.Run("touch session " + t.session_id);
   }
 
+  Status ApplyOutboxInsert(const OutboxInsert& insert) {
+    for (const OutboxDelivery& d : insert.rows) {
+      ScopedReset reset(insert_delivery_);
+      insert_delivery_.Bind(1, d.id)
+          .Bind(2, d.channel)
+          .Bind(3, d.notification_id)
+          .Bind(4, d.notification)
+          .Bind(5, d.created_ms)
+          .Bind(6, d.next_attempt_ms);
+      Status s = insert_delivery_.Run("enqueue outbox delivery " + d.id);
+      if (s.code() == StatusCode::kAlreadyExists) {
+        return AlreadyExistsError(
+            fmt::format("outbox already holds delivery {} or notification {} for channel {}", d.id,
+                        d.notification_id, d.channel));
+      }
+      MANN_RETURN_IF_ERROR(s);
+    }
+    return Status::Ok();
+  }
+
+  Status ApplyOutboxUpdate(const OutboxUpdate& update) {
+    const DeliveryOutcome& o = update.outcome;
+    ScopedReset reset(finish_attempt_);
+    finish_attempt_.Bind(1, o.id)
+        .Bind(2, OutboxStateName(update.to))
+        .Bind(3, o.next_attempt_ms)
+        .Bind(4, o.at_ms)
+        .Bind(5, o.error)
+        .Bind(6, static_cast<std::int64_t>(o.status));
+    MANN_RETURN_IF_ERROR(finish_attempt_.Run("record attempt on outbox delivery " + o.id));
+    if (sqlite3_changes(conn_.get()) == 0) {
+      return NotFoundError(fmt::format(
+          "outbox delivery {} is not pending: it was never enqueued or is already final", o.id));
+    }
+    return Status::Ok();
+  }
+
+  Status ApplyOutboxPrune(const OutboxPrune& prune) {
+    ScopedReset reset(prune_deliveries_);
+    prune_deliveries_.Bind(1, prune.before_ms);
+    MANN_RETURN_IF_ERROR(prune_deliveries_.Run("prune outbox"));
+    // Assigned, not added: a group that fails is applied again alone.
+    if (prune.deleted != nullptr) *prune.deleted = sqlite3_changes64(conn_.get());
+    return Status::Ok();
+  }
+
   Connection conn_;
   Statement begin_, commit_, rollback_;
   Statement upsert_entry_, delete_entry_, delete_history_, insert_history_, update_usage_,
       add_counters_, upsert_session_, insert_turn_, touch_session_;
+  Statement insert_delivery_, finish_attempt_, prune_deliveries_;
 };
 
 // The read connection and its statements; every use holds `mu`.
@@ -389,6 +533,7 @@ struct Reader {
   std::mutex mu;
   Connection conn;
   Statement select_history, select_counters, select_session, select_recent_turns;
+  Statement select_due_deliveries, select_recent_deliveries, select_outbox_stats;
 
   Status Prepare() {
     const std::pair<Statement*, std::string_view> statements[] = {
@@ -396,6 +541,9 @@ struct Reader {
         {&select_counters, kSelectCounters},
         {&select_session, kSelectSession},
         {&select_recent_turns, kSelectRecentTurns},
+        {&select_due_deliveries, kSelectDueDeliveries},
+        {&select_recent_deliveries, kSelectRecentDeliveries},
+        {&select_outbox_stats, kSelectOutboxStats},
     };
     for (const auto& [stmt, sql] : statements) {
       MANN_ASSIGN_OR_RETURN(*stmt, Statement::Prepare(conn, sql));
@@ -735,8 +883,7 @@ Status SqliteStore::AppendTurn(const ChatTurn& turn) {
 
 Result<std::vector<ChatTurn>> SqliteStore::RecentTurns(const std::string& session_id,
                                                        std::size_t limit) {
-  const auto capped = static_cast<std::int64_t>(
-      std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max()));
+  const std::int64_t capped = SqlLimit(limit);
   Reader& r = impl_->reader;
   std::lock_guard lock(r.mu);
   ScopedReset reset(r.select_recent_turns);
@@ -751,6 +898,128 @@ Result<std::vector<ChatTurn>> SqliteStore::RecentTurns(const std::string& sessio
   }
   std::reverse(out.begin(), out.end());  // the query walks newest first to apply the limit
   return out;
+}
+
+// --- the pager outbox ---
+
+namespace {
+
+Status ValidateDelivery(const OutboxDelivery& d) {
+  const auto missing = [&](std::string_view field) {
+    return InvalidArgumentError(fmt::format("outbox delivery {}: {} must not be empty",
+                                            d.id.empty() ? "(no id)" : d.id, field));
+  };
+  if (d.id.empty()) return missing("id");
+  if (d.channel.empty()) return missing("channel");
+  if (d.notification_id.empty()) return missing("notification_id");
+  if (d.notification.empty()) return missing("notification");
+  if (d.state != OutboxState::kPending || d.attempts != 0) {
+    return InvalidArgumentError(fmt::format(
+        "outbox delivery {}: a new delivery must be pending with 0 attempts, got {} with {}", d.id,
+        OutboxStateName(d.state), d.attempts));
+  }
+  return Status::Ok();
+}
+
+// Reads every row `stmt` yields (already bound) as deliveries.
+Result<std::vector<OutboxDelivery>> ReadDeliveries(Statement& stmt, std::string_view what) {
+  std::vector<OutboxDelivery> out;
+  for (;;) {
+    MANN_ASSIGN_OR_RETURN(bool row, stmt.Step(what));
+    if (!row) return out;
+    MANN_ASSIGN_OR_RETURN(OutboxDelivery d, DecodeDelivery(stmt));
+    out.push_back(std::move(d));
+  }
+}
+
+}  // namespace
+
+Status SqliteStore::EnqueueDeliveries(std::vector<OutboxDelivery> rows) {
+  if (!impl_->writer) return impl_->ReadOnlyError();
+  if (rows.empty()) return Status::Ok();
+  for (const OutboxDelivery& d : rows) MANN_RETURN_IF_ERROR(ValidateDelivery(d));
+  return impl_->Submit(OutboxInsert{std::move(rows)});
+}
+
+Result<std::vector<OutboxDelivery>> SqliteStore::DueDeliveries(const std::string& channel,
+                                                               TimestampMs due_by_ms,
+                                                               std::size_t limit) {
+  Reader& r = impl_->reader;
+  std::lock_guard lock(r.mu);
+  ScopedReset reset(r.select_due_deliveries);
+  r.select_due_deliveries.Bind(1, channel).Bind(2, due_by_ms).Bind(3, SqlLimit(limit));
+  return ReadDeliveries(r.select_due_deliveries, "read due outbox deliveries of " + channel);
+}
+
+namespace {
+
+Status ValidateOutcome(const DeliveryOutcome& o) {
+  if (o.id.empty()) return InvalidArgumentError("delivery outcome: id must not be empty");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status SqliteStore::RecordDeliveryAttempt(const DeliveryOutcome& outcome) {
+  if (!impl_->writer) return impl_->ReadOnlyError();
+  MANN_RETURN_IF_ERROR(ValidateOutcome(outcome));
+  return impl_->Submit(OutboxUpdate{OutboxState::kPending, outcome});
+}
+
+Status SqliteStore::MarkDelivered(const DeliveryOutcome& outcome) {
+  if (!impl_->writer) return impl_->ReadOnlyError();
+  MANN_RETURN_IF_ERROR(ValidateOutcome(outcome));
+  return impl_->Submit(OutboxUpdate{OutboxState::kDelivered, outcome});
+}
+
+Status SqliteStore::MarkFailed(const DeliveryOutcome& outcome) {
+  if (!impl_->writer) return impl_->ReadOnlyError();
+  MANN_RETURN_IF_ERROR(ValidateOutcome(outcome));
+  return impl_->Submit(OutboxUpdate{OutboxState::kFailed, outcome});
+}
+
+Status SqliteStore::MarkDead(const DeliveryOutcome& outcome) {
+  if (!impl_->writer) return impl_->ReadOnlyError();
+  MANN_RETURN_IF_ERROR(ValidateOutcome(outcome));
+  return impl_->Submit(OutboxUpdate{OutboxState::kDead, outcome});
+}
+
+Result<std::vector<OutboxChannelStats>> SqliteStore::OutboxStats(TimestampMs since_ms) {
+  Reader& r = impl_->reader;
+  std::lock_guard lock(r.mu);
+  Statement& s = r.select_outbox_stats;
+  ScopedReset reset(s);
+  s.Bind(1, since_ms);
+  std::vector<OutboxChannelStats> out;
+  for (;;) {
+    MANN_ASSIGN_OR_RETURN(bool row, s.Step("read outbox statistics"));
+    if (!row) return out;
+    OutboxChannelStats c;
+    c.channel = s.Text(0);
+    c.pending = s.Int(1);
+    c.oldest_pending_created_ms = s.Int(2);
+    c.next_attempt_ms = s.Int(3);
+    c.delivered_since = s.Int(4);
+    c.failed_since = s.Int(5);
+    c.dead_since = s.Int(6);
+    c.last_dead_ms = s.Int(7);
+    out.push_back(std::move(c));
+  }
+}
+
+Result<std::vector<OutboxDelivery>> SqliteStore::RecentDeliveries(std::size_t limit) {
+  Reader& r = impl_->reader;
+  std::lock_guard lock(r.mu);
+  ScopedReset reset(r.select_recent_deliveries);
+  r.select_recent_deliveries.Bind(1, SqlLimit(limit));
+  return ReadDeliveries(r.select_recent_deliveries, "read recent outbox deliveries");
+}
+
+Result<std::int64_t> SqliteStore::PruneDeliveries(TimestampMs before_ms) {
+  if (!impl_->writer) return impl_->ReadOnlyError();
+  std::int64_t deleted = 0;
+  MANN_RETURN_IF_ERROR(impl_->Submit(OutboxPrune{before_ms, &deleted}));
+  return deleted;
 }
 
 // A connection of its own, like Load(): a full check can take seconds on a large file and must

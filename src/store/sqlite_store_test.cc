@@ -7,6 +7,7 @@
 #include <fstream>
 #include <future>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -14,7 +15,9 @@
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <mann/store/sqlite_store.h>
@@ -732,7 +735,8 @@ TEST_F(SqliteStoreTest, OpenWhileAnotherProcessHoldsAnExclusiveLockIsUnavailable
 
 TEST_F(SqliteStoreTest, DiskFullIsResourceExhaustedAndLeavesNothingBehind) {
   SqliteOptions o = Options();
-  o.max_page_count = 16;
+  // The empty schema takes 17 pages of 4 KiB; 32 leaves room for small entries, not 200 KB.
+  o.max_page_count = 32;
   auto store = OpenOrDie(o);
   ASSERT_TRUE(store->Commit(Upsert(MakeEntry("small"))).ok());
   Status s = store->Commit(Upsert(MakeEntry("huge", "default", std::string(200'000, 'z'))));
@@ -784,6 +788,274 @@ TEST_F(SqliteStoreTest, NewFileIsWalWithSchemaVersionAndApplicationId) {
   EXPECT_EQ(query("PRAGMA user_version"), std::to_string(SqliteStore::SchemaVersion()));
   EXPECT_EQ(query("PRAGMA application_id"), "1835101806");
   sqlite3_close(db);
+}
+
+// --- the pager outbox ---
+
+OutboxDelivery MakeDelivery(const std::string& id, const std::string& channel,
+                            TimestampMs next_attempt_ms, const std::string& notification_id = "") {
+  OutboxDelivery d;
+  d.id = id;
+  d.channel = channel;
+  d.notification_id = notification_id.empty() ? "n-" + id : notification_id;
+  d.notification = R"({"id":"n-)" + id + R"(","title":"disk almost full"})";
+  d.created_ms = 1000;
+  d.next_attempt_ms = next_attempt_ms;
+  return d;
+}
+
+std::vector<std::string> Ids(const std::vector<OutboxDelivery>& rows) {
+  std::vector<std::string> ids;
+  for (const OutboxDelivery& d : rows) ids.push_back(d.id);
+  return ids;
+}
+
+DeliveryOutcome Outcome(const std::string& id, TimestampMs at_ms, std::string error = "",
+                        int status = 0, TimestampMs next_attempt_ms = 0) {
+  return DeliveryOutcome{id, at_ms, std::move(error), status, next_attempt_ms};
+}
+
+TEST_F(SqliteStoreTest, OutboxListsDueRowsOfOneChannelByDueTimeAcrossReopen) {
+  {
+    auto store = OpenOrDie();
+    ASSERT_TRUE(store
+                    ->EnqueueDeliveries(
+                        {MakeDelivery("d3", "slack", 3000), MakeDelivery("d1", "slack", 1000),
+                         MakeDelivery("d2", "slack", 1000), MakeDelivery("p1", "pagerduty", 1000)})
+                    .ok());
+  }
+  auto store = OpenOrDie();
+  auto due = store->DueDeliveries("slack", 2000, 10);
+  ASSERT_TRUE(due.ok()) << due.status().ToString();
+  EXPECT_EQ(Ids(*due), (std::vector<std::string>{"d1", "d2"}));
+  const OutboxDelivery& d1 = (*due)[0];
+  EXPECT_EQ(d1.channel, "slack");
+  EXPECT_EQ(d1.notification_id, "n-d1");
+  EXPECT_EQ(d1.notification, R"({"id":"n-d1","title":"disk almost full"})");
+  EXPECT_EQ(d1.state, OutboxState::kPending);
+  EXPECT_EQ(d1.attempts, 0);
+  EXPECT_EQ(d1.created_ms, 1000);
+  EXPECT_EQ(d1.updated_ms, 1000);
+  EXPECT_EQ(d1.next_attempt_ms, 1000);
+
+  auto all = store->DueDeliveries("slack", std::numeric_limits<TimestampMs>::max(), 10);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(Ids(*all), (std::vector<std::string>{"d1", "d2", "d3"}));
+  auto limited = store->DueDeliveries("slack", std::numeric_limits<TimestampMs>::max(), 1);
+  ASSERT_TRUE(limited.ok());
+  EXPECT_EQ(Ids(*limited), (std::vector<std::string>{"d1"}));
+}
+
+TEST_F(SqliteStoreTest, OutboxAttemptsMoveRowsThroughTheirLifecycle) {
+  auto store = OpenOrDie();
+  ASSERT_TRUE(
+      store
+          ->EnqueueDeliveries({MakeDelivery("a", "slack", 1000), MakeDelivery("b", "slack", 1000),
+                               MakeDelivery("c", "slack", 1000), MakeDelivery("d", "slack", 1000)})
+          .ok());
+
+  // A retry keeps the row pending, counts the attempt and moves its due time.
+  ASSERT_TRUE(store->RecordDeliveryAttempt(Outcome("a", 1100, "HTTP 503", 503, 5000)).ok());
+  ASSERT_TRUE(store->MarkDelivered(Outcome("b", 1200, "", 200)).ok());
+  ASSERT_TRUE(store->MarkFailed(Outcome("c", 1300, "HTTP 400: invalid_payload", 400)).ok());
+  ASSERT_TRUE(store->MarkDead(Outcome("d", 1400, "timed out", 0)).ok());
+
+  auto due = store->DueDeliveries("slack", 4999, 10);
+  ASSERT_TRUE(due.ok());
+  EXPECT_TRUE(due->empty()) << "a is not due before 5000; b, c and d are final";
+  due = store->DueDeliveries("slack", 5000, 10);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(Ids(*due), (std::vector<std::string>{"a"}));
+  EXPECT_EQ((*due)[0].attempts, 1);
+  EXPECT_EQ((*due)[0].last_error, "HTTP 503");
+  EXPECT_EQ((*due)[0].last_status, 503);
+  EXPECT_EQ((*due)[0].updated_ms, 1100);
+
+  auto recent = store->RecentDeliveries(10);
+  ASSERT_TRUE(recent.ok());
+  ASSERT_EQ(recent->size(), 4u);
+  std::map<std::string, OutboxDelivery> by_id;
+  for (const OutboxDelivery& d : *recent) by_id[d.id] = d;
+  EXPECT_EQ(by_id["b"].state, OutboxState::kDelivered);
+  EXPECT_EQ(by_id["b"].attempts, 1);
+  EXPECT_EQ(by_id["b"].last_status, 200);
+  EXPECT_EQ(by_id["b"].last_error, "");
+  EXPECT_EQ(by_id["c"].state, OutboxState::kFailed);
+  EXPECT_EQ(by_id["c"].last_error, "HTTP 400: invalid_payload");
+  EXPECT_EQ(by_id["d"].state, OutboxState::kDead);
+  EXPECT_EQ(by_id["d"].updated_ms, 1400);
+  EXPECT_EQ(by_id["d"].next_attempt_ms, 1000) << "a final row keeps its last due time";
+
+  // Final rows take no more attempts; unknown ids are NotFound too.
+  for (const char* id : {"b", "c", "d", "nope"}) {
+    Status s = store->RecordDeliveryAttempt(Outcome(id, 2000, "again", 500, 3000));
+    EXPECT_EQ(s.code(), StatusCode::kNotFound) << id << ": " << s.ToString();
+    EXPECT_TRUE(Contains(s.message(), id)) << s.ToString();
+    EXPECT_EQ(store->MarkDelivered(Outcome(id, 2000)).code(), StatusCode::kNotFound) << id;
+  }
+}
+
+TEST_F(SqliteStoreTest, OutboxEnqueueIsAllOrNothingAndRefusesDuplicates) {
+  auto store = OpenOrDie();
+  ASSERT_TRUE(store->EnqueueDeliveries({MakeDelivery("a", "slack", 1000, "n1")}).ok());
+
+  // The same notification for the same channel again: nothing of the batch lands.
+  Status s = store->EnqueueDeliveries(
+      {MakeDelivery("b", "email", 1000, "n1"), MakeDelivery("c", "slack", 1000, "n1")});
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "n1")) << s.ToString();
+  auto email = store->DueDeliveries("email", 5000, 10);
+  ASSERT_TRUE(email.ok());
+  EXPECT_TRUE(email->empty()) << "the batch's other row was rolled back";
+
+  s = store->EnqueueDeliveries({MakeDelivery("a", "webhook", 1000, "n2")});
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << "the id is taken: " << s.ToString();
+
+  OutboxDelivery no_channel = MakeDelivery("x", "", 1000);
+  s = store->EnqueueDeliveries({no_channel});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(s.message(), "channel")) << s.ToString();
+  OutboxDelivery attempted = MakeDelivery("y", "slack", 1000);
+  attempted.attempts = 2;
+  s = store->EnqueueDeliveries({attempted});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+}
+
+TEST_F(SqliteStoreTest, OutboxStatsCountPendingAndRecentOutcomesPerChannel) {
+  auto store = OpenOrDie();
+  std::vector<OutboxDelivery> rows = {
+      MakeDelivery("s1", "slack", 4000), MakeDelivery("s2", "slack", 2000),
+      MakeDelivery("s3", "slack", 1000), MakeDelivery("e1", "email", 1000),
+      MakeDelivery("e2", "email", 1000)};
+  rows[1].created_ms = 900;
+  ASSERT_TRUE(store->EnqueueDeliveries(rows).ok());
+  ASSERT_TRUE(store->MarkDelivered(Outcome("s3", 1500, "", 200)).ok());
+  ASSERT_TRUE(store->MarkDead(Outcome("e1", 1000, "gave up")).ok());
+  ASSERT_TRUE(store->MarkDead(Outcome("e2", 3000, "gave up")).ok());
+
+  auto stats = store->OutboxStats(2000);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  ASSERT_EQ(stats->size(), 2u);
+  const OutboxChannelStats& email = (*stats)[0];
+  EXPECT_EQ(email.channel, "email");
+  EXPECT_EQ(email.pending, 0);
+  EXPECT_EQ(email.oldest_pending_created_ms, 0);
+  EXPECT_EQ(email.next_attempt_ms, 0);
+  EXPECT_EQ(email.dead_since, 1) << "e1 died before 2000";
+  EXPECT_EQ(email.last_dead_ms, 3000);
+  const OutboxChannelStats& slack = (*stats)[1];
+  EXPECT_EQ(slack.channel, "slack");
+  EXPECT_EQ(slack.pending, 2);
+  EXPECT_EQ(slack.oldest_pending_created_ms, 900);
+  EXPECT_EQ(slack.next_attempt_ms, 2000);
+  EXPECT_EQ(slack.delivered_since, 0) << "s3 was delivered at 1500";
+  EXPECT_EQ(store->OutboxStats(0)->at(1).delivered_since, 1);
+}
+
+TEST_F(SqliteStoreTest, OutboxPruneRemovesOnlyOldFinalRows) {
+  auto store = OpenOrDie();
+  ASSERT_TRUE(store
+                  ->EnqueueDeliveries({MakeDelivery("old", "slack", 1000),
+                                       MakeDelivery("new", "slack", 1000),
+                                       MakeDelivery("pending", "slack", 1000)})
+                  .ok());
+  ASSERT_TRUE(store->MarkDelivered(Outcome("old", 2000)).ok());
+  ASSERT_TRUE(store->MarkFailed(Outcome("new", 9000, "HTTP 404", 404)).ok());
+
+  auto pruned = store->PruneDeliveries(5000);
+  ASSERT_TRUE(pruned.ok()) << pruned.status().ToString();
+  EXPECT_EQ(*pruned, 1);
+  auto left = store->RecentDeliveries(10);
+  ASSERT_TRUE(left.ok());
+  std::vector<std::string> ids = Ids(*left);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"new", "pending"}));
+  EXPECT_EQ(*store->PruneDeliveries(std::numeric_limits<TimestampMs>::max()), 1)
+      << "the pending row stays whatever its age";
+}
+
+TEST_F(SqliteStoreTest, OutboxRecentDeliveriesAreNewestFirstAndLimited) {
+  auto store = OpenOrDie();
+  std::vector<OutboxDelivery> rows;
+  for (int i = 0; i < 5; ++i) {
+    rows.push_back(MakeDelivery("d" + std::to_string(i), "slack", 1000));
+    rows.back().created_ms = 1000 + i;
+  }
+  ASSERT_TRUE(store->EnqueueDeliveries(rows).ok());
+  auto recent = store->RecentDeliveries(3);
+  ASSERT_TRUE(recent.ok());
+  EXPECT_EQ(Ids(*recent), (std::vector<std::string>{"d4", "d3", "d2"}));
+}
+
+TEST_F(SqliteStoreTest, OutboxWritesAreRefusedReadOnly) {
+  { OpenOrDie(); }
+  SqliteOptions o = Options();
+  o.read_only = true;
+  auto store = OpenOrDie(o);
+  EXPECT_EQ(store->EnqueueDeliveries({MakeDelivery("a", "slack", 1)}).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->MarkDead(Outcome("a", 1)).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->PruneDeliveries(1).status().code(), StatusCode::kFailedPrecondition);
+  auto due = store->DueDeliveries("slack", 10, 10);
+  ASSERT_TRUE(due.ok()) << "reads work read-only: " << due.status().ToString();
+}
+
+TEST_F(SqliteStoreTest, OutboxEnqueueSurvivesSigkillRightAfterItReturns) {
+  // The child enqueues, tells the parent, and is killed at once; nothing gets a chance to
+  // flush or close. No store is open in the parent while it forks.
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(ready[0]);
+    auto store = SqliteStore::Open(Options());
+    const bool ok =
+        store.ok() && (*store)->EnqueueDeliveries({MakeDelivery("survivor", "pagerduty", 1)}).ok();
+    const char byte = ok ? '1' : '0';
+    if (write(ready[1], &byte, 1) != 1) _exit(2);
+    for (;;) pause();
+  }
+  close(ready[1]);
+  char byte = 0;
+  const ssize_t n = read(ready[0], &byte, 1);
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  close(ready[0]);
+  ASSERT_EQ(n, 1);
+  ASSERT_EQ(byte, '1') << "the child could not enqueue";
+  EXPECT_TRUE(WIFSIGNALED(status));
+
+  auto store = OpenOrDie();
+  auto due = store->DueDeliveries("pagerduty", 10, 10);
+  ASSERT_TRUE(due.ok()) << due.status().ToString();
+  EXPECT_EQ(Ids(*due), (std::vector<std::string>{"survivor"}));
+  EXPECT_TRUE(store->CheckIntegrity().ok());
+}
+
+TEST_F(SqliteStoreTest, FileOfSchemaOneGainsTheOutboxAndKeepsItsEntries) {
+  {
+    auto store = OpenOrDie();
+    ASSERT_TRUE(store->Commit(Upsert(MakeEntry("kept"))).ok());
+  }
+  // What a file written before the outbox existed looks like.
+  RawExec("DROP TABLE pager_outbox; PRAGMA user_version = 1;");
+  auto store = OpenOrDie();
+  auto all = LoadAll(*store);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].entry.id, "kept");
+  EXPECT_TRUE(store->EnqueueDeliveries({MakeDelivery("a", "slack", 1)}).ok());
+  EXPECT_EQ(Ids(*store->DueDeliveries("slack", 1, 10)), (std::vector<std::string>{"a"}));
+}
+
+TEST(OutboxState, NamesRoundTrip) {
+  for (OutboxState state :
+       {OutboxState::kPending, OutboxState::kDelivered, OutboxState::kFailed, OutboxState::kDead}) {
+    EXPECT_EQ(ParseOutboxState(OutboxStateName(state)), state);
+  }
+  EXPECT_EQ(OutboxStateName(OutboxState::kDead), "dead");
+  EXPECT_EQ(ParseOutboxState("retrying"), std::nullopt);
 }
 
 // --- the error mapping itself ---

@@ -63,6 +63,18 @@ class SqliteStore final : public Store {
   Status AppendTurn(const ChatTurn& turn) override;
   Result<std::vector<ChatTurn>> RecentTurns(const std::string& session_id,
                                             std::size_t limit) override;
+  // The outbox writes join the group-commit queue like Commit(): each returns once durable.
+  Status EnqueueDeliveries(std::vector<OutboxDelivery> rows) override;
+  Result<std::vector<OutboxDelivery>> DueDeliveries(const std::string& channel,
+                                                    TimestampMs due_by_ms,
+                                                    std::size_t limit) override;
+  Status RecordDeliveryAttempt(const DeliveryOutcome& outcome) override;
+  Status MarkDelivered(const DeliveryOutcome& outcome) override;
+  Status MarkFailed(const DeliveryOutcome& outcome) override;
+  Status MarkDead(const DeliveryOutcome& outcome) override;
+  Result<std::vector<OutboxChannelStats>> OutboxStats(TimestampMs since_ms) override;
+  Result<std::vector<OutboxDelivery>> RecentDeliveries(std::size_t limit) override;
+  Result<std::int64_t> PruneDeliveries(TimestampMs before_ms) override;
   Status CheckIntegrity() override;
   std::string Describe() const override;
 

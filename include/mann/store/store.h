@@ -1,8 +1,13 @@
-// Store: durable storage of memory entries, their history, counters and chat sessions.
+// Store: durable storage of memory entries, their history, counters, chat sessions and the
+// pager's outbox.
 //
 // The memory bank keeps every live entry of a namespace in memory (for its indexes) and uses the
 // store as the durable truth: a Mutation is applied atomically, and Commit() returns only once
 // it is durable. Start-up loads everything back with Load().
+//
+// The outbox holds notifications on their way to a channel (Slack, PagerDuty, email, a webhook):
+// one row per (notification, channel), written before anything is sent, so a notification
+// survives a crash and is resumed by the next process. See "Pager outbox" below.
 //
 // Implementations: SqliteStore (embedded default). A PostgreSQL store for shared replicas
 // implements the same interface.
@@ -16,6 +21,7 @@
 #include <future>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <mann/core/entry.h>
@@ -83,6 +89,60 @@ struct ChatSession {
   TimestampMs updated_ms = 0;
 };
 
+// --- Pager outbox ---
+//
+// A delivery's lifecycle:
+//
+//   pending --(attempt succeeded)----------------> delivered
+//      |  ^
+//      |  +--(attempt failed, will be retried)      (attempts + 1, a new next_attempt_ms)
+//      +-----(attempt refused for good: 4xx)-----> failed
+//      +-----(attempts exhausted, or undeliverable)--> dead
+//
+// Only pending rows change; delivered, failed and dead are final and kept (for `mann alert
+// list` and the health check) until PruneDeliveries() removes them.
+enum class OutboxState { kPending, kDelivered, kFailed, kDead };
+
+// "pending", "delivered", "failed", "dead".
+std::string_view OutboxStateName(OutboxState state);
+std::optional<OutboxState> ParseOutboxState(std::string_view name);
+
+struct OutboxDelivery {
+  std::string id;               // unique; the pager uses UUIDv7, so ids sort by creation
+  std::string channel;          // the configured channel's name, e.g. "slack"
+  std::string notification_id;  // at most one row per (notification_id, channel)
+  std::string notification;     // the notification as JSON; never holds channel secrets
+  OutboxState state = OutboxState::kPending;
+  std::int64_t attempts = 0;  // attempts made so far
+  TimestampMs created_ms = 0;
+  TimestampMs next_attempt_ms = 0;  // when a pending row is due
+  TimestampMs updated_ms = 0;       // last change: enqueue, attempt or final state
+  std::string last_error;           // of the last attempt; empty when it succeeded or none ran
+  int last_status = 0;  // HTTP status or SMTP reply code of the last attempt; 0 when none came
+};
+
+// The outcome of one delivery attempt, for RecordDeliveryAttempt() and the Mark*() calls.
+struct DeliveryOutcome {
+  std::string id;  // the outbox row
+  TimestampMs at_ms = 0;
+  std::string error;                // empty on success
+  int status = 0;                   // HTTP status or SMTP reply code; 0 when no answer came
+  TimestampMs next_attempt_ms = 0;  // RecordDeliveryAttempt() only: when to try again
+};
+
+// Per-channel figures over the outbox, for queue-depth metrics and the health check.
+struct OutboxChannelStats {
+  std::string channel;
+  std::int64_t pending = 0;
+  TimestampMs oldest_pending_created_ms = 0;  // 0 when nothing is pending
+  TimestampMs next_attempt_ms = 0;            // earliest due time of a pending row; 0: none
+  // Rows that reached a final state at or after the `since_ms` passed to OutboxStats().
+  std::int64_t delivered_since = 0;
+  std::int64_t failed_since = 0;
+  std::int64_t dead_since = 0;
+  TimestampMs last_dead_ms = 0;  // when the newest dead row died; 0 when none ever did
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -124,6 +184,41 @@ class Store {
   // The last `limit` turns of a session, oldest first.
   virtual Result<std::vector<ChatTurn>> RecentTurns(const std::string& session_id,
                                                     std::size_t limit) = 0;
+
+  // --- Pager outbox (see the lifecycle above) ---
+
+  // Inserts `rows` all-or-nothing; they are durable when this returns OK, so a notification
+  // survives a SIGKILL right after. Each row must be pending with no attempts and non-empty id,
+  // channel, notification_id and notification (else InvalidArgument naming the field).
+  // AlreadyExists when an id, or a (notification_id, channel) pair, is already in the outbox.
+  virtual Status EnqueueDeliveries(std::vector<OutboxDelivery> rows) = 0;
+
+  // Pending rows of `channel` whose next_attempt_ms <= due_by_ms, earliest next attempt first
+  // (ties in id order), at most `limit`. Passing the largest TimestampMs lists the channel's
+  // whole queue in that order, which tells the caller when the next row falls due.
+  virtual Result<std::vector<OutboxDelivery>> DueDeliveries(const std::string& channel,
+                                                            TimestampMs due_by_ms,
+                                                            std::size_t limit) = 0;
+
+  // Each of these records one attempt on a pending row: attempts + 1, last_error, last_status
+  // and updated_ms = at_ms. RecordDeliveryAttempt() keeps the row pending until
+  // next_attempt_ms; the Mark*() calls move it to its final state. Durable on return. NotFound
+  // when `id` is not a pending row (never enqueued, or already final).
+  virtual Status RecordDeliveryAttempt(const DeliveryOutcome& outcome) = 0;
+  virtual Status MarkDelivered(const DeliveryOutcome& outcome) = 0;
+  virtual Status MarkFailed(const DeliveryOutcome& outcome) = 0;  // refused, not to be retried
+  virtual Status MarkDead(const DeliveryOutcome& outcome) = 0;    // attempts exhausted
+
+  // One entry per channel that has any row, in channel order. `since_ms` bounds the *_since
+  // counts (e.g. now minus one hour).
+  virtual Result<std::vector<OutboxChannelStats>> OutboxStats(TimestampMs since_ms) = 0;
+
+  // The `limit` most recently created rows of every state, newest first.
+  virtual Result<std::vector<OutboxDelivery>> RecentDeliveries(std::size_t limit) = 0;
+
+  // Removes final rows (delivered, failed, dead) last updated before `before_ms`; returns how
+  // many. Pending rows are never removed.
+  virtual Result<std::int64_t> PruneDeliveries(TimestampMs before_ms) = 0;
 
   // Runs the backend's consistency check; OK when the store is intact.
   virtual Status CheckIntegrity() = 0;
