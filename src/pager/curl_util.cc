@@ -1,0 +1,222 @@
+#include "curl_util.h"
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace mann::pager::internal {
+namespace {
+
+using UrlPtr = std::unique_ptr<CURLU, decltype(&curl_url_cleanup)>;
+
+std::string UrlPart(CURLU* url, CURLUPart part) {
+  char* value = nullptr;
+  if (curl_url_get(url, part, &value, 0) != CURLUE_OK || value == nullptr) return {};
+  std::string copy(value);
+  curl_free(value);
+  return copy;
+}
+
+// The length of the UTF-8 sequence starting at text[i], or 0 when none is valid there
+// (overlong forms, surrogates and code points above U+10FFFF included).
+std::size_t Utf8SequenceLength(std::string_view text, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char b0 = byte(i);
+  if (b0 < 0x80) return 1;
+  std::size_t length = 0;
+  unsigned char low = 0x80, high = 0xBF;  // bounds of the second byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    length = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    length = 3;
+    if (b0 == 0xE0) low = 0xA0;
+    if (b0 == 0xED) high = 0x9F;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    length = 4;
+    if (b0 == 0xF0) low = 0x90;
+    if (b0 == 0xF4) high = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + length > text.size()) return 0;
+  if (byte(i + 1) < low || byte(i + 1) > high) return 0;
+  for (std::size_t k = 2; k < length; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+  }
+  return length;
+}
+
+}  // namespace
+
+Status InitCurl() {
+  static const CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (code != CURLE_OK) {
+    return InternalError(
+        fmt::format("pager: curl_global_init failed: {}", curl_easy_strerror(code)));
+  }
+  return Status::Ok();
+}
+
+CURLcode PerformInterruptibly(CURL* easy, std::stop_token stop) {
+  CURLM* multi = curl_multi_init();
+  if (multi == nullptr) return CURLE_OUT_OF_MEMORY;
+  if (curl_multi_add_handle(multi, easy) != CURLM_OK) {
+    curl_multi_cleanup(multi);
+    return CURLE_FAILED_INIT;
+  }
+
+  CURLcode result = CURLE_OK;
+  {
+    // Destroyed before the multi handle: its destructor waits for a wakeup running elsewhere.
+    std::stop_callback wake(stop, [multi] { curl_multi_wakeup(multi); });
+    for (;;) {
+      int running = 0;
+      if (curl_multi_perform(multi, &running) != CURLM_OK) {
+        result = CURLE_FAILED_INIT;
+        break;
+      }
+      if (running == 0) {
+        int left = 0;
+        CURLMsg* msg = nullptr;
+        result = CURLE_FAILED_INIT;  // replaced by the transfer's own result below
+        while ((msg = curl_multi_info_read(multi, &left)) != nullptr) {
+          if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy) result = msg->data.result;
+        }
+        break;
+      }
+      if (stop.stop_requested()) {
+        result = CURLE_ABORTED_BY_CALLBACK;
+        break;
+      }
+      // The timeout only bounds a missed wakeup; curl's own timers end the wait when due.
+      if (curl_multi_poll(multi, nullptr, 0, 1000, nullptr) != CURLM_OK) {
+        result = CURLE_FAILED_INIT;
+        break;
+      }
+    }
+  }
+  curl_multi_remove_handle(multi, easy);
+  curl_multi_cleanup(multi);
+  return result;
+}
+
+std::string Scrub(std::string text, const std::vector<std::string>& secrets) {
+  constexpr std::string_view kMark = "[redacted]";
+  // Longest first, so a URL goes as a whole before its path is looked for.
+  std::vector<const std::string*> ordered;
+  for (const std::string& s : secrets) {
+    if (s.size() >= 4) ordered.push_back(&s);
+  }
+  std::sort(ordered.begin(), ordered.end(),
+            [](const std::string* a, const std::string* b) { return a->size() > b->size(); });
+  for (const std::string* secret : ordered) {
+    for (std::size_t at = text.find(*secret); at != std::string::npos;
+         at = text.find(*secret, at + kMark.size())) {
+      text.replace(at, secret->size(), kMark);
+    }
+  }
+  return text;
+}
+
+std::string_view Utf8Prefix(std::string_view text, std::size_t limit) {
+  if (text.size() <= limit) return text;
+  std::size_t cut = limit;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut);
+}
+
+std::string OneLine(std::string_view text, std::size_t limit) {
+  std::string line;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || c == ' ') {
+      if (!line.empty() && line.back() != ' ') line.push_back(' ');
+    } else {
+      line.push_back(c);
+    }
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  if (line.size() <= limit) return line;
+  std::string cut(Utf8Prefix(line, limit));
+  cut += "...";
+  return cut;
+}
+
+std::string ToValidUtf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const std::size_t n = Utf8SequenceLength(text, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
+      ++i;
+    } else {
+      out.append(text.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+Result<ParsedUrl> ParseUrl(std::string_view url, std::string_view what,
+                           const std::vector<std::string_view>& schemes) {
+  std::string allowed;
+  for (std::string_view s : schemes)
+    allowed += fmt::format("{}{}://", allowed.empty() ? "" : " or ", s);
+  const auto invalid = [&](std::string_view why) {
+    return InvalidArgumentError(
+        fmt::format("{} must be a {} URL with a host: {}", what, allowed, why));
+  };
+  if (url.empty()) return invalid("it is empty");
+  if (HasControlCharacters(url)) return invalid("it holds control characters");
+  UrlPtr handle(curl_url(), &curl_url_cleanup);
+  if (handle == nullptr) return InternalError("pager: curl_url failed (out of memory?)");
+  const std::string text(url);
+  const CURLUcode parsed = curl_url_set(handle.get(), CURLUPART_URL, text.c_str(), 0);
+  if (parsed != CURLUE_OK) return invalid(curl_url_strerror(parsed));
+
+  ParsedUrl out;
+  out.scheme = UrlPart(handle.get(), CURLUPART_SCHEME);
+  std::transform(out.scheme.begin(), out.scheme.end(), out.scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (std::find(schemes.begin(), schemes.end(), out.scheme) == schemes.end()) {
+    return invalid(fmt::format("the scheme is {}", out.scheme));
+  }
+  out.host = UrlPart(handle.get(), CURLUPART_HOST);
+  if (out.host.empty()) return invalid("there is no host");
+  out.port = UrlPart(handle.get(), CURLUPART_PORT);
+  out.user = UrlPart(handle.get(), CURLUPART_USER);
+  out.password = UrlPart(handle.get(), CURLUPART_PASSWORD);
+  out.path = UrlPart(handle.get(), CURLUPART_PATH);
+  out.query = UrlPart(handle.get(), CURLUPART_QUERY);
+  out.loopback = out.host == "localhost" || out.host.starts_with("127.") || out.host == "[::1]";
+  return out;
+}
+
+std::string DisplayOf(const ParsedUrl& url) {
+  std::string out = url.scheme + "://" + url.host;
+  if (!url.port.empty()) out += ":" + url.port;
+  if ((!url.path.empty() && url.path != "/") || !url.query.empty()) out += "/...";
+  return out;
+}
+
+std::vector<std::string> UrlSecrets(std::string_view url, const ParsedUrl& parsed) {
+  std::vector<std::string> secrets = {std::string(url)};
+  for (const std::string* part : {&parsed.password, &parsed.path, &parsed.query}) {
+    if (!part->empty()) secrets.push_back(*part);
+  }
+  return secrets;
+}
+
+bool HasControlCharacters(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && c != '\t') || u == 0x7f;
+  });
+}
+
+}  // namespace mann::pager::internal

@@ -1,0 +1,73 @@
+// What the pager's HTTP and SMTP senders share, private to the pager module: curl's global
+// initialisation, one interruptible transfer loop, URL parsing, and the text hygiene (secret
+// scrubbing, one-line snippets, UTF-8 repair) applied to everything that reaches a log line.
+//
+// Thread-safety: pure functions, except PerformInterruptibly, which drives one easy handle
+// that no other thread may touch meanwhile.
+#pragma once
+
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <curl/curl.h>
+
+#include <mann/core/status.h>
+
+namespace mann::pager::internal {
+
+// Runs curl_global_init exactly once per process; Internal when it fails.
+Status InitCurl();
+
+// Performs the transfer configured on `easy` on a multi handle of its own, so that a stop
+// request wakes curl_multi_poll at once and aborts the transfer; returns the transfer's
+// CURLcode, or CURLE_ABORTED_BY_CALLBACK when stopped.
+CURLcode PerformInterruptibly(CURL* easy, std::stop_token stop);
+
+// Replaces every occurrence of each secret in `text` with "[redacted]". Secrets shorter than 4
+// bytes are ignored: replacing "/" or "a" everywhere would garble the message and hide nothing.
+std::string Scrub(std::string text, const std::vector<std::string>& secrets);
+
+// Control characters and runs of whitespace become single spaces; cut to `limit` bytes on a
+// UTF-8 boundary with "..." appended when cut.
+std::string OneLine(std::string_view text, std::size_t limit);
+
+// `text` with every byte sequence that is not UTF-8 replaced by U+FFFD.
+std::string ToValidUtf8(std::string_view text);
+
+// The longest prefix of `text` of at most `limit` bytes that ends on a UTF-8 boundary.
+std::string_view Utf8Prefix(std::string_view text, std::size_t limit);
+
+struct ParsedUrl {
+  std::string scheme;  // lower case
+  std::string host;
+  std::string port;  // empty when the URL gives none
+  std::string user, password, path, query;
+  bool loopback = false;  // localhost, 127.0.0.0/8 or [::1]: bypass any proxy
+};
+
+// Parses with curl's URL parser; InvalidArgument naming `what` when it cannot, the scheme is
+// not one of `schemes`, or there is no host. The URL itself is never quoted in the message
+// (it may carry a token); DisplayUrl-style text is.
+Result<ParsedUrl> ParseUrl(std::string_view url, std::string_view what,
+                           const std::vector<std::string_view>& schemes);
+
+// scheme://host[:port], plus "/..." when the URL has a path beyond "/" or a query.
+std::string DisplayOf(const ParsedUrl& url);
+
+// The secrets a URL carries: the whole URL, its password, path and query.
+std::vector<std::string> UrlSecrets(std::string_view url, const ParsedUrl& parsed);
+
+// True when `text` holds a CR, LF or NUL (or any other control character but tab).
+bool HasControlCharacters(std::string_view text);
+
+// RAII for curl handles.
+struct EasyDeleter {
+  void operator()(CURL* curl) const { curl_easy_cleanup(curl); }
+};
+struct SlistDeleter {
+  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+};
+
+}  // namespace mann::pager::internal
