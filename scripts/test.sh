@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets mann up and runs the whole test suite: unit and integration tests on the release build,
-# then the unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+# then the unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer, then the
+# libFuzzer targets over the REST API for a bounded time (MANN_FUZZ_SECONDS per target, default
+# 60; 0 replays the regression inputs and the seed corpus only).
 # Exit status is non-zero when any test fails.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,4 +16,6 @@ echo "== sanitizer build (ASan + UBSan): unit tests"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" -j "$jobs" -L unit --output-on-failure --timeout 600 ||
   status=1
+echo "== fuzzing (clang, ASan + UBSan): the REST API's parsers and handlers"
+"$root/scripts/fuzz.sh" --seconds "${MANN_FUZZ_SECONDS:-60}" || status=1
 exit "$status"

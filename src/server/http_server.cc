@@ -20,6 +20,8 @@
 #include <mann/metrics/registry.h>
 #include <mann/server/http_server.h>
 
+#include "wire.h"
+
 namespace mann::server {
 namespace {
 
@@ -59,13 +61,6 @@ std::string_view MethodLabel(std::string_view method) {
     if (method == known) return known;
   }
   return "other";
-}
-
-// A client's X-Request-ID is kept if it is printable ASCII of 1 to 128 bytes; anything else could
-// break log lines or be used to flood them.
-bool IsSaneRequestId(std::string_view id) {
-  return !id.empty() && id.size() <= 128 &&
-         std::all_of(id.begin(), id.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
 }
 
 std::string FormatEndpoint(const tcp::endpoint& endpoint) {
@@ -425,26 +420,13 @@ asio::awaitable<bool> Connection::ServeOne() {
     co_return false;  // otherwise the client left, or Stop() closed the connection
   }
   auto& message = parser.get();
-
-  // The request as handlers see it.
-  Request request;
-  request.method = exchange.method;
-  request.target = std::string(message.target());
-  request.version = static_cast<int>(message.version());
-  request.client_address = client_;
-  for (const auto& field : message) {
-    request.headers.Add(std::string(field.name_string()), std::string(field.value()));
-  }
-  auto incoming_id = request.Header("X-Request-ID");
-  request.request_id =
-      incoming_id && IsSaneRequestId(*incoming_id) ? std::string(*incoming_id) : server_.ids.Next();
-  exchange.request_id = request.request_id;
+  exchange.request_id = internal::RequestIdOf(message, server_.ids);
   const bool head = message.method() == http::verb::head;
   InFlight in_flight(*server_.metrics.in_flight);
 
   // Refuse a body announced larger than the limit before reading any of it.
   if (auto length = parser.content_length(); length && *length > opts.max_body_bytes) {
-    exchange.route = server_.router().RouteOf(PathOf(request.target));
+    exchange.route = server_.router().RouteOf(PathOf(message.target()));
     co_await Answer(exchange, PayloadTooLarge(opts.max_body_bytes), message.version(), head, false);
     co_return false;
   }
@@ -468,7 +450,7 @@ asio::awaitable<bool> Connection::ServeOne() {
       if (body_ec == beast::error::timeout) {
         CountTimeout("body");
       } else if (body_ec == http::error::body_limit) {
-        exchange.route = server_.router().RouteOf(PathOf(request.target));
+        exchange.route = server_.router().RouteOf(PathOf(message.target()));
         co_await Answer(exchange, PayloadTooLarge(opts.max_body_bytes), message.version(), head,
                         false);
       } else if (IsParseError(body_ec)) {
@@ -478,7 +460,10 @@ asio::awaitable<bool> Connection::ServeOne() {
       co_return false;
     }
   }
-  request.body = std::move(message.body());
+
+  // The request as handlers see it.
+  Request request =
+      internal::ToRequest(message, std::move(message.body()), client_, exchange.request_id);
 
   // Route and run the handler.
   state_ = State::kHandling;
