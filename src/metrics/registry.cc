@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <mann/core/log.h>
+#include <mann/core/utf8.h>
 #include <mann/metrics/registry.h>
 
 namespace mann::metrics {
@@ -74,63 +75,6 @@ std::optional<std::pair<std::string_view, std::string_view>> NonBaseUnit(std::st
     start = end + 1;
   }
   return std::nullopt;
-}
-
-bool IsValidUtf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len;
-    char32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2, cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3, cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > s.size()) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
-    static constexpr char32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMinForLength[len] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
-    i += len;
-  }
-  return true;
-}
-
-// `s` with every byte that does not start a valid UTF-8 sequence replaced by U+FFFD.
-std::string SanitizeUtf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 8);
-  std::size_t i = 0;
-  while (i < s.size()) {
-    // Find the longest valid sequence starting here (1 to 4 bytes).
-    std::size_t len = 0;
-    for (std::size_t n = 1; n <= 4 && i + n <= s.size(); ++n) {
-      if (IsValidUtf8(s.substr(i, n))) {
-        len = n;
-        break;
-      }
-    }
-    if (len == 0) {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    } else {
-      out.append(s.substr(i, len));
-      i += len;
-    }
-  }
-  return out;
 }
 
 // --- Exposition text ---------------------------------------------------------------------------
@@ -446,7 +390,7 @@ void FamilyBase::CollectCallbackRows(std::vector<Row>& rows) const {
         continue;
       }
       for (std::string& value : sample.label_values) {
-        if (!IsValidUtf8(value)) value = SanitizeUtf8(value);
+        if (!IsValidUtf8(value)) value = ToValidUtf8(value);
       }
       std::string text = LabelText(sample.label_values);
       rows.push_back({std::move(sample.label_values), std::move(text), sample.value});
@@ -531,7 +475,7 @@ Child& Family<Child>::WithLabels(std::span<const std::string_view> values) {
   std::vector<std::string> sanitized;
   const bool utf8 = std::all_of(values.begin(), values.end(), IsValidUtf8);
   if (!utf8) {
-    for (std::string_view v : values) sanitized.push_back(SanitizeUtf8(v));
+    for (std::string_view v : values) sanitized.push_back(ToValidUtf8(v));
   }
 
   std::lock_guard lock(mu_);

@@ -33,11 +33,6 @@ std::string Scrub(std::string text, const std::vector<std::string>& secrets);
 // UTF-8 boundary with "..." appended when cut.
 std::string OneLine(std::string_view text, std::size_t limit);
 
-// `text` with every byte sequence that is not UTF-8 replaced by U+FFFD.
-std::string ToValidUtf8(std::string_view text);
-
-// The longest prefix of `text` of at most `limit` bytes that ends on a UTF-8 boundary.
-std::string_view Utf8Prefix(std::string_view text, std::size_t limit);
 
 struct ParsedUrl {
   std::string scheme;  // lower case

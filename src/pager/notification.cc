@@ -7,6 +7,7 @@
 
 #include <mann/core/clock.h>
 #include <mann/core/entry_json.h>
+#include <mann/core/utf8.h>
 #include <mann/pager/notification.h>
 
 #include "curl_util.h"
@@ -111,11 +112,11 @@ Status Validate(const Notification& n) {
 
 Notification WithValidUtf8(Notification n) {
   for (std::string* field : {&n.id, &n.dedup_key, &n.title, &n.message, &n.service}) {
-    *field = internal::ToValidUtf8(*field);
+    *field = ToValidUtf8(*field);
   }
   for (auto& [key, value] : n.metadata) {
-    key = internal::ToValidUtf8(key);
-    value = internal::ToValidUtf8(value);
+    key = ToValidUtf8(key);
+    value = ToValidUtf8(value);
   }
   return n;
 }

@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <mann/core/utf8.h>
 #include <mann/pager/payloads.h>
 
 #include "curl_util.h"
@@ -98,7 +99,7 @@ std::string EncodeHeaderWords(std::string_view text) {
   constexpr std::size_t kBytesPerWord = 39;
   std::string out;
   while (!text.empty()) {
-    std::string_view chunk = internal::Utf8Prefix(text, kBytesPerWord);
+    std::string_view chunk = Utf8Prefix(text, kBytesPerWord);
     if (chunk.empty()) chunk = text.substr(0, 1);  // not UTF-8 (cannot happen after repair)
     if (!out.empty()) out += "\r\n ";
     out += "=?UTF-8?B?" + Base64(chunk) + "?=";
@@ -211,7 +212,7 @@ json::object PagerDutyPayload(const Notification& n, std::string_view routing_ke
   details["message"] = n.message;
   for (const auto& [key, value] : n.metadata) details[key] = value;
   json::object payload{
-      {"summary", internal::Utf8Prefix(n.title, kPagerDutySummaryLimit)},
+      {"summary", Utf8Prefix(n.title, kPagerDutySummaryLimit)},
       {"source", n.service},
       {"severity", PagerDutySeverity(n.level)},
       {"timestamp", FormatTime(n)},

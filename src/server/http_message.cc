@@ -2,6 +2,7 @@
 #include <cctype>
 #include <string>
 
+#include <mann/core/utf8.h>
 #include <mann/metrics/registry.h>
 #include <mann/server/http_message.h>
 
@@ -84,6 +85,10 @@ Response Response::Json(const json::value& body, int status) {
   Response response;
   response.status = status;
   response.body = json::serialize(body);
+  // Boost.JSON writes string bytes as they are. Text quoted from a request (a header, a decoded
+  // path) can hold bytes that are not UTF-8, and a body with them is not JSON to a client. Such
+  // bytes can only sit inside strings, so replacing them keeps the document well formed.
+  if (!IsValidUtf8(response.body)) response.body = ToValidUtf8(response.body);
   return response;
 }
 

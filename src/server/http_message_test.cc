@@ -96,6 +96,20 @@ TEST(HttpMessage, ErrorBodiesAreJsonWithDetail) {
   }
 }
 
+TEST(HttpMessage, JsonBodiesStayUtf8WhenTheyQuoteBytesThatAreNot) {
+  // A Content-Type header whose bytes are not UTF-8 is quoted back in the 415's detail.
+  Response response = UnsupportedMediaType(
+      "application/json\xFA\xF5"
+      "Content-Length: 91");
+  json::value body = BodyOf(response);  // fails unless the body parses as JSON
+  ASSERT_TRUE(body.is_object()) << response.body;
+  EXPECT_EQ(std::string(body.at("detail").as_string()),
+            "unsupported media type: got Content-Type 'application/json\xEF\xBF\xBD\xEF\xBF\xBD"
+            "Content-Length: 91', expected application/json");
+  // Text that is UTF-8 already is written unchanged.
+  EXPECT_EQ(Response::Json(json::object{{"detail", "Hà Nội"}}).body, R"({"detail":"Hà Nội"})");
+}
+
 TEST(HttpMessage, MethodNotAllowedListsTheMethodsInAllow) {
   Response response = MethodNotAllowed({"GET", "HEAD", "PUT"});
   EXPECT_EQ(response.status, 405);
