@@ -1,6 +1,9 @@
-// The connection machinery behind HttpServer: an accept loop and one coroutine per connection,
-// all on one io_context run by the I/O threads. Each connection's socket has its own strand, so
-// its coroutine and whatever Stop() posts to it (Drain, ForceClose) never run at once.
+// The connection machinery behind HttpServer: an accept loop and one coroutine per connection.
+// Each I/O thread runs an io_context of its own, and accepted connections are dealt to them in
+// turn: a connection's work then stays on one thread, instead of being handed between threads
+// that share one io_context, which costs a futex wake-up per handoff (measured: about a third
+// of the server's CPU time per request on GET /health). Each connection's socket has its own
+// strand, so its coroutine and whatever Stop() posts to it (Drain, ForceClose) never run at once.
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -258,15 +261,23 @@ struct ServerCore {
   std::unordered_map<std::uint64_t, std::weak_ptr<Connection>> connections;  // guarded by mu
   std::uint64_t next_connection_id = 0;                                      // guarded by mu
 
+  // The io_context of the next connection, round robin over `ioc` and `more_contexts`.
+  asio::io_context& NextContext();
+
   std::unique_ptr<asio::thread_pool> handler_pool;
   std::vector<std::thread> threads;
+  std::atomic<std::size_t> next_context{0};
 
   // Declared last, so destroyed first: handlers still queued in the io_context (and the
   // coroutine frames they own) are destroyed while everything above is alive. The acceptor and
   // timer come after it because an I/O object must go before its io_context.
-  asio::io_context ioc;
+  asio::io_context ioc{1};  // the first I/O thread's; also runs the acceptor
   tcp::acceptor acceptor{asio::make_strand(ioc)};
   asio::steady_timer accept_retry{acceptor.get_executor()};
+  // The other I/O threads' contexts, one each (a concurrency hint of 1: one thread runs each).
+  // Their work guards keep a thread with no connection yet running until Stop() is done.
+  std::vector<std::unique_ptr<asio::io_context>> more_contexts;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> idle_guards;
 };
 
 // One client connection: reads requests, runs them through the router and writes the answers,
@@ -603,7 +614,7 @@ void ServerCore::Record(const Exchange& exchange, const std::string& client) con
 
 asio::awaitable<void> ServerCore::AcceptLoop() {
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), kTuple);
+    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(NextContext()), kTuple);
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
       // Usually out of file descriptors; the backlog keeps the waiting clients meanwhile.
@@ -618,6 +629,12 @@ asio::awaitable<void> ServerCore::AcceptLoop() {
 
     Adopt(std::move(socket));
   }
+}
+
+asio::io_context& ServerCore::NextContext() {
+  const std::size_t i =
+      next_context.fetch_add(1, std::memory_order_relaxed) % (more_contexts.size() + 1);
+  return i == 0 ? ioc : *more_contexts[i - 1];
 }
 
 void ServerCore::Adopt(tcp::socket socket) {
@@ -649,7 +666,7 @@ void ServerCore::StopAccepting() {
   error_code ec;
   acceptor.non_blocking(true, ec);
   while (!ec) {
-    tcp::socket socket(asio::make_strand(ioc));
+    tcp::socket socket(asio::make_strand(NextContext()));
     acceptor.accept(socket, ec);
     if (!ec) Adopt(std::move(socket));
   }
@@ -740,12 +757,17 @@ Status ServerCore::Start() {
   const int io_threads = o.io_threads > 0
                              ? o.io_threads
                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 1; i < io_threads; ++i) {
+    more_contexts.push_back(std::make_unique<asio::io_context>(1));
+    idle_guards.push_back(asio::make_work_guard(*more_contexts.back()));
+  }
   for (int i = 0; i < io_threads; ++i) {
-    threads.emplace_back([this] {
+    asio::io_context& context = i == 0 ? ioc : *more_contexts[static_cast<std::size_t>(i - 1)];
+    threads.emplace_back([this, &context] {
       // An exception escaping a completion handler would end run(); log it and carry on.
       for (;;) {
         try {
-          ioc.run();
+          context.run();
           return;
         } catch (const std::exception& e) {
           log->error("I/O thread caught an exception error={}; continuing", e.what());
@@ -779,9 +801,12 @@ StopResult ServerCore::Stop(std::chrono::milliseconds drain_timeout) {
     if (!WaitForConnections(Clock::now() + kUnwindTime)) {
       log->error("connections still open after being closed; a handler may be stuck");
       ioc.stop();
+      for (auto& context : more_contexts) context->stop();
     }
   }
 
+  // Every connection is gone: let the threads that were kept waiting for one return.
+  idle_guards.clear();
   for (auto& thread : threads) thread.join();
   threads.clear();
   if (handler_pool) handler_pool->join();
