@@ -1,13 +1,18 @@
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include <boost/json.hpp>
 #include <spdlog/formatter.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <unistd.h>
 
 #include <mann/core/log.h>
 
@@ -73,6 +78,42 @@ class JsonFormatter final : public spdlog::formatter {
   }
 };
 
+// Gathers formatted lines and writes them to a file descriptor in blocks: when the block is
+// full, and on flush() (the flusher thread, a warning, exit).
+class BlockSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit BlockSink(int fd) : fd_(fd) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    formatter_->format(msg, block_);
+    if (block_.size() >= kBlockBytes) flush_();
+  }
+
+  void flush_() override {
+    const char* data = block_.data();
+    std::size_t left = block_.size();
+    while (left > 0) {
+      const ssize_t n = ::write(fd_, data, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // nowhere to report a failing log stream; drop the block
+      data += n;
+      left -= static_cast<std::size_t>(n);
+    }
+    block_.clear();
+  }
+
+ private:
+  static constexpr std::size_t kBlockBytes = 64 * 1024;
+  const int fd_;
+  spdlog::memory_buf_t block_;
+};
+
+spdlog::sink_ptr StderrSink() {
+  if (::isatty(STDERR_FILENO)) return std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  return std::make_shared<BlockSink>(STDERR_FILENO);
+}
+
 struct Registry {
   std::mutex mu;
   std::vector<spdlog::sink_ptr> sinks;  // guarded by mu
@@ -81,10 +122,28 @@ struct Registry {
   std::unordered_map<std::string, std::shared_ptr<spdlog::logger>> loggers;  // guarded by mu
 };
 
+void FlushAll(Registry& r) {
+  std::vector<spdlog::sink_ptr> sinks;
+  {
+    std::lock_guard lock(r.mu);
+    sinks = r.sinks;
+  }
+  for (auto& sink : sinks) sink->flush();
+}
+
+// Never destroyed (loggers may be used by other static destructors), so the flusher thread,
+// which only touches it, may run until the process ends; exit flushes what is left.
 Registry& registry() {
   static Registry* r = [] {
     auto* reg = new Registry;
-    reg->sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    reg->sinks.push_back(StderrSink());
+    std::thread([reg] {
+      for (;;) {
+        std::this_thread::sleep_for(kFlushInterval);
+        FlushAll(*reg);
+      }
+    }).detach();
+    std::atexit([] { FlushAll(registry()); });
     return reg;
   }();
   return *r;
@@ -126,7 +185,7 @@ Status Configure(const LogOptions& options) {
   }
   spdlog::sink_ptr sink;
   if (options.file.empty()) {
-    sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    sink = StderrSink();
   } else {
     try {
       sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(options.file);

@@ -1,11 +1,16 @@
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <mann/core/log.h>
 
@@ -79,6 +84,66 @@ TEST_F(LogTest, TextFormatIsTimeLevelLoggerMessage) {
   const std::vector<std::string> lines = Lines();
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_NE(lines[0].find("Z error [test] it broke id=7"), std::string::npos) << lines[0];
+}
+
+// Reads what is in a file now, without flushing any logger.
+std::string Contents(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Waits (bounded) until `path` holds `needle`; true when it did.
+bool AppearsWithin(const std::string& path, std::string_view needle,
+                   std::chrono::milliseconds bound) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Contents(path).find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return Contents(path).find(needle) != std::string::npos;
+}
+
+TEST_F(LogTest, InfoLinesReachTheFileWithinTheFlushIntervalWithoutAnExplicitFlush) {
+  LogOptions o;
+  o.file = file();
+  ASSERT_TRUE(Configure(o).ok());
+  Get("test")->info("request served id={}", 42);
+  // Generous: the flusher runs every kFlushInterval, but the machine may be busy.
+  EXPECT_TRUE(AppearsWithin(file(), "request served id=42", kFlushInterval * 10))
+      << "an info line was still buffered after ten flush intervals";
+}
+
+// Standard error redirected to a pipe, as under journald or a container runtime: lines are
+// written in blocks, but a warning goes out at once with everything logged before it.
+TEST_F(LogTest, ToAPipeAWarningIsWrittenAtOnceWithTheLinesBeforeIt) {
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const int saved_stderr = ::dup(STDERR_FILENO);
+  ASSERT_GE(saved_stderr, 0);
+  ASSERT_EQ(::dup2(pipe_fds[1], STDERR_FILENO), STDERR_FILENO);
+  ::close(pipe_fds[1]);
+  const Status configured = Configure(LogOptions{});  // standard error, now the pipe
+
+  Get("test")->info("first line");
+  Get("test")->warn("second line");
+  // No sleep: the warning's flush happened inside warn().
+  std::string got(4096, '\0');
+  pollfd pfd{.fd = pipe_fds[0], .events = POLLIN, .revents = 0};
+  const int ready = ::poll(&pfd, 1, 0);
+  const ssize_t n = ready > 0 ? ::read(pipe_fds[0], got.data(), got.size()) : 0;
+  got.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+
+  Configure(LogOptions{}).IgnoreError();  // away from the pipe before it is closed
+  ::dup2(saved_stderr, STDERR_FILENO);
+  ::close(saved_stderr);
+  ::close(pipe_fds[0]);
+
+  ASSERT_TRUE(configured.ok()) << configured.ToString();
+  const std::size_t first = got.find("first line");
+  const std::size_t second = got.find("second line");
+  ASSERT_NE(first, std::string::npos) << got;
+  ASSERT_NE(second, std::string::npos) << got;
+  EXPECT_LT(first, second);
 }
 
 TEST_F(LogTest, UnknownFormatOrLevelIsRejected) {

@@ -7,9 +7,16 @@
 // operator can do. spdlog checks the level before formatting, so debug lines cost little when
 // disabled.
 //
+// Delivery: on a terminal every line is written as it is logged. Anywhere else (a pipe to
+// journald or a container runtime, a file) lines are gathered and written in blocks, at most
+// kFlushInterval after they were logged, at once for a warning or worse (and everything before
+// it), and at exit: one write(2) per line, under the sink's lock, made I/O threads queue for each
+// other on every request. What a crash can lose is the last interval's info and debug lines.
+//
 // Thread-safety: loggers are safe to use from any thread.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,6 +26,9 @@
 #include <mann/core/status.h>
 
 namespace mann::log {
+
+// The longest a line waits in a block before it is written.
+inline constexpr std::chrono::milliseconds kFlushInterval{200};
 
 struct LogOptions {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
