@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cassert>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -434,14 +435,46 @@ class Loader {
                            Describe("security.cors_origins")));
     }
 
-    // Each pager channel added later joins this condition.
-    if (!AnyFailed({"pager.enabled", "pager.webhook"}) &&
-        std::get<bool>(SlotOf("pager.enabled").value) &&
-        std::get<std::string>(SlotOf("pager.webhook").value).empty()) {
+    CheckPagerChannels();
+    RequireAtLeast("pager.max_backoff", "pager.initial_backoff");
+  }
+
+  bool IsSet(std::string_view key) { return !std::get<std::string>(SlotOf(key).value).empty(); }
+
+  // A channel exists when the setting that makes it deliverable is set; the pager needs one,
+  // and the email channel needs a sender and recipients as well.
+  void CheckPagerChannels() {
+    static constexpr std::string_view kChannelKeys[] = {
+        "pager.webhook", "pager.pagerduty_routing_key", "pager.smtp_url", "pager.json_webhook"};
+    bool any_failed = AnyFailed({"pager.enabled"});
+    bool any_channel = false;
+    for (std::string_view key : kChannelKeys) {
+      any_failed |= SlotOf(key).failed;
+      any_channel |= IsSet(key);
+    }
+    if (!any_failed && !any_channel && std::get<bool>(SlotOf("pager.enabled").value)) {
       AddError(StatusCode::kInvalidArgument,
                fmt::format("{} but no pager channel is configured: set MANN_PAGER_WEBHOOK "
-                           "(pager.webhook) to an http:// or https:// URL, or disable the pager",
+                           "(pager.webhook, Slack), MANN_PAGERDUTY_ROUTING_KEY "
+                           "(pager.pagerduty_routing_key), MANN_SMTP_URL (pager.smtp_url, email) "
+                           "or MANN_PAGER_JSON_WEBHOOK (pager.json_webhook), or disable the pager",
                            Describe("pager.enabled")));
+    }
+
+    if (AnyFailed({"pager.smtp_url", "pager.smtp_from", "pager.smtp_to"}) ||
+        !IsSet("pager.smtp_url")) {
+      return;
+    }
+    std::vector<std::string> missing;
+    if (!IsSet("pager.smtp_from")) missing.push_back("pager.smtp_from (MANN_SMTP_FROM)");
+    if (SplitList(std::get<std::string>(SlotOf("pager.smtp_to").value)).empty()) {
+      missing.push_back("pager.smtp_to (MANN_SMTP_TO)");
+    }
+    if (!missing.empty()) {
+      AddError(StatusCode::kInvalidArgument,
+               fmt::format("{} makes an email channel, which needs {}: set the sender and the "
+                           "recipients, or unset pager.smtp_url",
+                           Describe("pager.smtp_url"), fmt::join(missing, " and ")));
     }
   }
 
@@ -555,6 +588,21 @@ Config DefaultConfig(const Environment& env) {
   // Defaults are validated by the tests; failing here means the key table itself is broken.
   assert(loaded.ok());
   return loaded.ok() ? loaded->config : Config{};
+}
+
+std::vector<std::string> SplitList(std::string_view text) {
+  std::vector<std::string> items;
+  auto blank = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (!text.empty()) {
+    const std::size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    while (!item.empty() && blank(item.front())) item.remove_prefix(1);
+    while (!item.empty() && blank(item.back())) item.remove_suffix(1);
+    if (!item.empty()) items.emplace_back(item);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return items;
 }
 
 Environment CurrentEnvironment() {

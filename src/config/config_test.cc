@@ -98,8 +98,30 @@ TEST(ConfigDefaults, EveryKeyHasItsDocumentedDefault) {
       {"log.format", "\"text\""},
       {"monitoring.enabled", "true"},
       {"monitoring.health_check_interval", "30"},
+      {"monitoring.alert_rules", "\"\""},
+      {"monitoring.renotify_info", "60"},
+      {"monitoring.renotify_warning", "30"},
+      {"monitoring.renotify_error", "10"},
+      {"monitoring.renotify_critical", "0"},
+      {"monitoring.request_window", "300"},
+      {"monitoring.min_requests", "10"},
       {"pager.enabled", "false"},
+      {"pager.min_level", "\"info\""},
       {"pager.webhook", "\"\""},
+      {"pager.pagerduty_routing_key", "\"\""},
+      {"pager.pagerduty_url", "\"\""},
+      {"pager.smtp_url", "\"\""},
+      {"pager.smtp_username", "\"\""},
+      {"pager.smtp_password", "\"\""},
+      {"pager.smtp_from", "\"\""},
+      {"pager.smtp_to", "\"\""},
+      {"pager.smtp_ca_file", "\"\""},
+      {"pager.json_webhook", "\"\""},
+      {"pager.max_attempts", "8"},
+      {"pager.initial_backoff", "1"},
+      {"pager.max_backoff", "300"},
+      {"pager.request_timeout", "10"},
+      {"pager.connect_timeout", "5"},
       {"memory.memory_size", "1000"},
       {"memory.max_memory_capacity", "5000"},
       {"memory.update_threshold", "0.8"},
@@ -147,8 +169,21 @@ TEST(ConfigDefaults, TypedFieldsCarryTheDefaults) {
   EXPECT_EQ(c.log.file, "");
   EXPECT_TRUE(c.monitoring.enabled);
   EXPECT_EQ(c.monitoring.health_check_interval, std::chrono::seconds(30));
+  EXPECT_EQ(c.monitoring.alert_rules, "");
+  EXPECT_EQ(c.monitoring.renotify_info, std::chrono::seconds(60));
+  EXPECT_EQ(c.monitoring.renotify_warning, std::chrono::seconds(30));
+  EXPECT_EQ(c.monitoring.renotify_error, std::chrono::seconds(10));
+  EXPECT_EQ(c.monitoring.renotify_critical, std::chrono::seconds(0));
+  EXPECT_EQ(c.monitoring.request_window, std::chrono::seconds(300));
+  EXPECT_EQ(c.monitoring.min_requests, 10);
   EXPECT_FALSE(c.pager.enabled);
+  EXPECT_EQ(c.pager.min_level, "info");
   EXPECT_EQ(c.pager.webhook, "");
+  EXPECT_EQ(c.pager.max_attempts, 8);
+  EXPECT_EQ(c.pager.initial_backoff, std::chrono::seconds(1));
+  EXPECT_EQ(c.pager.max_backoff, std::chrono::seconds(300));
+  EXPECT_EQ(c.pager.request_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(c.pager.connect_timeout, std::chrono::seconds(5));
   EXPECT_EQ(c.memory.memory_size, 1000);
   EXPECT_EQ(c.memory.max_memory_capacity, 5000);
   EXPECT_DOUBLE_EQ(c.memory.update_threshold, 0.8);
@@ -259,8 +294,29 @@ TEST(ConfigEnv, EveryVariableInTheTableIsHonoured) {
       {"MANN_HEALTH_CHECK_INTERVAL", "45",
        [](const Config& c) { return c.monitoring.health_check_interval.count() == 45; }},
       {"MANN_ENABLE_PAGER", "yes", [](const Config& c) { return c.pager.enabled; }},
+      {"MANN_ALERT_RULES", "disk>0.5 for 5m critical",
+       [](const Config& c) { return c.monitoring.alert_rules == "disk>0.5 for 5m critical"; }},
+      {"MANN_PAGER_MIN_LEVEL", "Error",
+       [](const Config& c) { return c.pager.min_level == "error"; }},
       {"MANN_PAGER_WEBHOOK", "https://h.example/x",
        [](const Config& c) { return c.pager.webhook == "https://h.example/x"; }},
+      {"MANN_PAGERDUTY_ROUTING_KEY", "R0UT3",
+       [](const Config& c) { return c.pager.pagerduty_routing_key == "R0UT3"; }},
+      {"MANN_PAGERDUTY_URL", "http://127.0.0.1:9999/v2/enqueue",
+       [](const Config& c) { return c.pager.pagerduty_url == "http://127.0.0.1:9999/v2/enqueue"; }},
+      {"MANN_SMTP_URL", "smtp://mail.example.com:587",
+       [](const Config& c) { return c.pager.smtp_url == "smtp://mail.example.com:587"; }},
+      {"MANN_SMTP_USERNAME", "mann",
+       [](const Config& c) { return c.pager.smtp_username == "mann"; }},
+      {"MANN_SMTP_PASSWORD", "pw", [](const Config& c) { return c.pager.smtp_password == "pw"; }},
+      {"MANN_SMTP_FROM", "mann@example.com",
+       [](const Config& c) { return c.pager.smtp_from == "mann@example.com"; }},
+      {"MANN_SMTP_TO", "a@example.com, b@example.com",
+       [](const Config& c) { return c.pager.smtp_to == "a@example.com, b@example.com"; }},
+      {"MANN_SMTP_CA_FILE", "/etc/mann/ca.pem",
+       [](const Config& c) { return c.pager.smtp_ca_file == "/etc/mann/ca.pem"; }},
+      {"MANN_PAGER_JSON_WEBHOOK", "https://h.example/json",
+       [](const Config& c) { return c.pager.json_webhook == "https://h.example/json"; }},
       {"MANN_MEMORY_SIZE", "2000", [](const Config& c) { return c.memory.memory_size == 2000; }},
       {"MANN_MAX_MEMORY_CAPACITY", "9000",
        [](const Config& c) { return c.memory.max_memory_capacity == 9000; }},
@@ -304,6 +360,10 @@ TEST(ConfigEnv, EveryVariableInTheTableIsHonoured) {
     in.env[c.env] = c.text;
     // Enabling the pager is only valid with a channel; give it one from a lower layer.
     if (c.env == "MANN_ENABLE_PAGER") in.overrides = {{"pager.webhook", "http://h.example"}};
+    // An email channel needs a sender and recipients.
+    if (c.env == "MANN_SMTP_URL") {
+      in.overrides = {{"pager.smtp_from", "m@example.com"}, {"pager.smtp_to", "o@example.com"}};
+    }
     LoadedConfig loaded = LoadOk(in);
     EXPECT_TRUE(c.took_effect(loaded.config));
     const auto key = std::find_if(ConfigKeys().begin(), ConfigKeys().end(),
@@ -486,6 +546,125 @@ TEST(ConfigCrossKey, EnabledPagerNeedsAChannel) {
   EXPECT_TRUE(LoadConfig({.env = {{"MANN_ENABLE_PAGER", "true"},
                                   {"MANN_PAGER_WEBHOOK", "https://hooks.example/a"}}})
                   .ok());
+}
+
+TEST(ConfigCrossKey, AnyOneChannelSatisfiesAnEnabledPager) {
+  const Environment channels[] = {
+      {{"MANN_PAGER_WEBHOOK", "https://hooks.example/a"}},
+      {{"MANN_PAGERDUTY_ROUTING_KEY", "R0UT3"}},
+      {{"MANN_SMTP_URL", "smtps://mail.example.com"},
+       {"MANN_SMTP_FROM", "mann@example.com"},
+       {"MANN_SMTP_TO", "ops@example.com"}},
+      {{"MANN_PAGER_JSON_WEBHOOK", "http://127.0.0.1:9/hook"}},
+  };
+  for (Environment env : channels) {
+    SCOPED_TRACE(env.begin()->first);
+    env["MANN_ENABLE_PAGER"] = "true";
+    EXPECT_TRUE(LoadConfig({.env = env}).ok()) << LoadConfig({.env = env}).status().ToString();
+  }
+  EXPECT_THAT(LoadError({.env = {{"MANN_ENABLE_PAGER", "true"}}}),
+              AllOf(HasSubstr("MANN_PAGERDUTY_ROUTING_KEY"), HasSubstr("MANN_SMTP_URL"),
+                    HasSubstr("MANN_PAGER_JSON_WEBHOOK")));
+}
+
+TEST(ConfigCrossKey, EmailChannelNeedsASenderAndRecipientsNamingTheKeys) {
+  const std::string neither = LoadError({.env = {{"MANN_SMTP_URL", "smtp://mail.example.com"}}});
+  EXPECT_THAT(neither, AllOf(HasSubstr("pager.smtp_url=\"smtp://mail.example.com\" (env "
+                                       "MANN_SMTP_URL)"),
+                             HasSubstr("pager.smtp_from (MANN_SMTP_FROM)"),
+                             HasSubstr("pager.smtp_to (MANN_SMTP_TO)")));
+  const std::string no_to = LoadError(
+      {.env = {{"MANN_SMTP_URL", "smtp://mail.example.com"}, {"MANN_SMTP_FROM", "m@example.com"}}});
+  EXPECT_THAT(no_to, AllOf(HasSubstr("pager.smtp_to"), Not(HasSubstr("pager.smtp_from ("))));
+  // A list of blanks and commas names nobody.
+  EXPECT_THAT(LoadError({.env = {{"MANN_SMTP_URL", "smtp://mail.example.com"},
+                                 {"MANN_SMTP_FROM", "m@example.com"},
+                                 {"MANN_SMTP_TO", " , "}}}),
+              HasSubstr("pager.smtp_to (MANN_SMTP_TO)"));
+  // Without an SMTP server, sender and recipients are just unused.
+  EXPECT_TRUE(LoadConfig({.env = {{"MANN_SMTP_FROM", "m@example.com"}}}).ok());
+}
+
+TEST(ConfigCrossKey, MaxBackoffIsAtLeastTheInitialBackoff) {
+  EXPECT_THAT(LoadError({.overrides = {{"pager.initial_backoff", "600"}}}),
+              AllOf(HasSubstr("pager.max_backoff=300 (default) is less than "
+                              "pager.initial_backoff=600 (flag)")));
+  EXPECT_TRUE(LoadConfig({.overrides = {{"pager.initial_backoff", "300"}}}).ok());
+}
+
+TEST(ConfigPager, ValuesThatCannotWorkAreRefusedAtLoad) {
+  struct Case {
+    Environment env;
+    std::string expected;
+  };
+  const Case cases[] = {
+      {{{"MANN_SMTP_URL", "http://mail.example.com"}}, "pager.smtp_url must be empty, smtp://"},
+      {{{"MANN_SMTP_URL", "smtp://"}}, "pager.smtp_url must be"},
+      {{{"MANN_SMTP_FROM", "Mann <mann@example.com>"}}, "pager.smtp_from must be"},
+      {{{"MANN_SMTP_TO", "ops@example.com, not an address"}}, "pager.smtp_to must be"},
+      {{{"MANN_PAGERDUTY_URL", "events.pagerduty.com"}}, "pager.pagerduty_url must be"},
+      {{{"MANN_PAGER_MIN_LEVEL", "loud"}},
+       "pager.min_level must be one of: info, warning, error, critical"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.expected);
+    EXPECT_THAT(LoadError({.env = c.env}), HasSubstr(c.expected));
+  }
+  EXPECT_THAT(LoadError({.overrides = {{"pager.max_attempts", "0"}}}),
+              HasSubstr("pager.max_attempts must be an integer in 1..100"));
+  EXPECT_THAT(LoadError({.overrides = {{"monitoring.renotify_warning", "-1"}}}),
+              HasSubstr("monitoring.renotify_warning must be an integer in 0..604800"));
+  EXPECT_THAT(LoadError({.overrides = {{"monitoring.request_window", "7200"}}}),
+              HasSubstr("monitoring.request_window must be an integer in 1..3600"));
+}
+
+// The monitor's parser checks the rules at load, and its message says what is wrong.
+TEST(ConfigMonitoring, AlertRulesAreParsedAtLoadWithTheParsersMessage) {
+  const Config ok =
+      LoadOk({.env = {{"MANN_ALERT_RULES", "memory_utilization>0.8 for 2m error, disk>0.97"}}})
+          .config;
+  EXPECT_EQ(ok.monitoring.alert_rules, "memory_utilization>0.8 for 2m error, disk>0.97");
+
+  struct Case {
+    std::string rules;
+    std::string expected;
+  };
+  const Case cases[] = {
+      {"disk > lots", "threshold 'lots' is not a number"}, {"disk >= 0.9", "'>=' is not supported"},
+      {"disk > 0.9 for ever", "duration 'ever'"},          {"disk > 0.9 loud", "loud"},
+      {"disk > 0.9, disk > 0.95 critical", "disk"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.rules);
+    EXPECT_THAT(LoadError({.env = {{"MANN_ALERT_RULES", c.rules}}}),
+                AllOf(HasSubstr("MANN_ALERT_RULES=\"" + c.rules + "\" (env)"),
+                      HasSubstr("monitoring.alert_rules must be comma-separated rules"),
+                      HasSubstr(c.expected)));
+  }
+}
+
+TEST(ConfigShow, EveryPagerSecretIsRedacted) {
+  const std::string token = "S3CR3T-v4lue";
+  LoadedConfig loaded =
+      LoadOk({.env = {{"MANN_PAGERDUTY_ROUTING_KEY", token},
+                      {"MANN_SMTP_PASSWORD", token},
+                      {"MANN_PAGER_JSON_WEBHOOK", "https://hooks.example/" + token},
+                      {"MANN_PAGER_WEBHOOK", "https://hooks.slack.example/" + token}}});
+  EXPECT_THAT(loaded.Show(), Not(HasSubstr(token)));
+  EXPECT_THAT(boost::json::serialize(loaded.ShowJson()), Not(HasSubstr(token)));
+  for (const char* key : {"pager.pagerduty_routing_key", "pager.smtp_password",
+                          "pager.json_webhook", "pager.webhook"}) {
+    EXPECT_EQ(Shown(loaded, key), "<redacted>") << key;
+  }
+  EXPECT_THAT(LoadError({.env = {{"MANN_PAGER_JSON_WEBHOOK", "ftp://" + token}}}),
+              AllOf(Not(HasSubstr(token)), HasSubstr("MANN_PAGER_JSON_WEBHOOK=<redacted> (env)")));
+}
+
+TEST(ConfigSplitList, TrimsItemsAndDropsEmptyOnes) {
+  EXPECT_EQ(SplitList(" a@x.example , b@y.example,,  "),
+            (std::vector<std::string>{"a@x.example", "b@y.example"}));
+  EXPECT_TRUE(SplitList("").empty());
+  EXPECT_TRUE(SplitList(" , ").empty());
 }
 
 TEST(ConfigCrossKey, CorsCredentialsRefuseTheWildcardOrigin) {

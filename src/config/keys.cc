@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 
+#include <mann/monitor/alerts.h>
+#include <mann/pager/payloads.h>
 #include <mann/security/cors.h>
 #include <mann/security/rate_limit.h>
 #include <mann/security/trusted_hosts.h>
@@ -77,6 +79,54 @@ bool IsEmptyOrHttpUrl(const std::string& s) {
            std::iscntrl(static_cast<unsigned char>(c));
   });
 }
+
+// smtp://host[:port] or smtps://host[:port]; the pager's SMTP sender checks the rest when it
+// starts (SmtpSender::Validate).
+bool IsEmptyOrSmtpUrl(const std::string& s) {
+  if (s.empty()) return true;
+  const std::string lower = ToLower(s);
+  std::size_t authority = 0;
+  if (lower.starts_with("smtp://")) {
+    authority = 7;
+  } else if (lower.starts_with("smtps://")) {
+    authority = 8;
+  } else {
+    return false;
+  }
+  if (authority >= s.size() || s[authority] == '/' || s[authority] == ':') return false;
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    return std::isspace(static_cast<unsigned char>(c)) ||
+           std::iscntrl(static_cast<unsigned char>(c));
+  });
+}
+
+// The pager module owns the address syntax (plain local@domain, nothing a header could be
+// built from); these ask it.
+std::string ExplainEmailAddress(const std::string& s) {
+  if (s.empty()) return {};
+  return pager::ValidateEmailAddress(s, "the address").message();
+}
+bool IsEmptyOrEmailAddress(const std::string& s) { return ExplainEmailAddress(s).empty(); }
+
+std::string ExplainEmailAddressList(const std::string& s) {
+  for (const std::string& address : SplitList(s)) {
+    if (Status st = pager::ValidateEmailAddress(address, "address"); !st.ok()) {
+      return st.message();
+    }
+  }
+  return {};
+}
+bool IsEmailAddressList(const std::string& s) { return ExplainEmailAddressList(s).empty(); }
+
+// The monitor module parses and checks the rules; the configuration refuses at load what it
+// would refuse at start, with its message.
+std::string ExplainAlertRules(const std::string& s) {
+  Result<std::vector<monitor::AlertRule>> rules = monitor::ParseAlertRules(s);
+  if (!rules.ok()) return rules.status().message();
+  if (Status st = monitor::ValidateAlertRules(*rules); !st.ok()) return st.message();
+  return {};
+}
+bool IsAlertRuleList(const std::string& s) { return ExplainAlertRules(s).empty(); }
 
 bool IsNonEmpty(const std::string& s) { return !s.empty(); }
 bool AnyText(const std::string&) { return true; }
@@ -356,15 +406,72 @@ std::vector<KeySpec> BuildTable() {
       .env = "MANN_ENABLE_MONITORING",
       .default_text = "true",
       .constraint = AnyBool{},
-      .help = "Serve /metrics and run the periodic health checks.",
+      .help = "Run the monitor: periodic health checks, resource sampling and the alert rules "
+              "(GET /alerts); /metrics is served either way.",
   }));
   t.push_back(Key<&C::monitoring, &MonitoringConfig::health_check_interval>({
       .key = "monitoring.health_check_interval",
       .env = "MANN_HEALTH_CHECK_INTERVAL",
       .default_text = "30",
       .constraint = IntRange{1, 86400},
-      .help = "Time between two internal health checks.",
+      .help = "Time between two ticks of the monitor: health checks, resource sampling and "
+              "alert rule evaluation.",
       .unit = "seconds",
+  }));
+  t.push_back(Key<&C::monitoring, &MonitoringConfig::alert_rules>({
+      .key = "monitoring.alert_rules",
+      .env = "MANN_ALERT_RULES",
+      .default_text = "",
+      .constraint = Predicate{&IsAlertRuleList,
+                              "comma-separated rules \"[name:] metric > threshold [for <N>s|<N>m|"
+                              "<N>h] [info|warning|error|critical]\" with unique names, or empty",
+                              &ExplainAlertRules},
+      .help = "The alert rules, e.g. \"memory_utilization>0.9 for 60s warning, disk_full: "
+              "disk>0.95 critical\"; empty: the default rules (`mann alert list` shows them).",
+  }));
+  t.push_back(Key<&C::monitoring, &MonitoringConfig::renotify_info>({
+      .key = "monitoring.renotify_info",
+      .default_text = "60",
+      .constraint = IntRange{0, 604'800},
+      .help = "Least time between two notifications of a still-firing info alert; 0 repeats "
+              "it at every tick.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::monitoring, &MonitoringConfig::renotify_warning>({
+      .key = "monitoring.renotify_warning",
+      .default_text = "30",
+      .constraint = IntRange{0, 604'800},
+      .help = "Least time between two notifications of a still-firing warning alert.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::monitoring, &MonitoringConfig::renotify_error>({
+      .key = "monitoring.renotify_error",
+      .default_text = "10",
+      .constraint = IntRange{0, 604'800},
+      .help = "Least time between two notifications of a still-firing error alert.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::monitoring, &MonitoringConfig::renotify_critical>({
+      .key = "monitoring.renotify_critical",
+      .default_text = "0",
+      .constraint = IntRange{0, 604'800},
+      .help = "Least time between two notifications of a still-firing critical alert.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::monitoring, &MonitoringConfig::request_window>({
+      .key = "monitoring.request_window",
+      .default_text = "300",
+      .constraint = IntRange{1, 3600},
+      .help = "Period of HTTP requests the error_rate and processing_time rules judge.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::monitoring, &MonitoringConfig::min_requests>({
+      .key = "monitoring.min_requests",
+      .default_text = "10",
+      .constraint = IntRange{0, 1'000'000'000},
+      .help = "Fewer requests than this in the window and error_rate and processing_time are "
+              "not judged: one failure in three requests is no error rate worth a page.",
+      .unit = "requests",
   }));
 
   t.push_back(Key<&C::pager, &PagerConfig::enabled>({
@@ -372,15 +479,136 @@ std::vector<KeySpec> BuildTable() {
       .env = "MANN_ENABLE_PAGER",
       .default_text = "false",
       .constraint = AnyBool{},
-      .help = "Send alerts; needs at least one channel (pager.webhook).",
+      .help = "Deliver alerts; needs at least one channel (pager.webhook, "
+              "pager.pagerduty_routing_key, pager.smtp_url or pager.json_webhook).",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::min_level>({
+      .key = "pager.min_level",
+      .env = "MANN_PAGER_MIN_LEVEL",
+      .default_text = "info",
+      .constraint = Choice{{"info", "warning", "error", "critical"}, {}},
+      .help = "Lowest alert level sent to any channel; lower ones are only logged.",
   }));
   t.push_back(Key<&C::pager, &PagerConfig::webhook>({
       .key = "pager.webhook",
       .env = "MANN_PAGER_WEBHOOK",
       .default_text = "",
       .constraint = Predicate{&IsEmptyOrHttpUrl, "empty or an http:// or https:// URL"},
-      .help = "URL alerts are POSTed to as JSON; often embeds a token, so it is never printed.",
+      .help = "Slack incoming-webhook URL (channel \"slack\"); it is a credential, so it is "
+              "never printed.",
       .secret = true,
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::pagerduty_routing_key>({
+      .key = "pager.pagerduty_routing_key",
+      .env = "MANN_PAGERDUTY_ROUTING_KEY",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "an Events API v2 routing key, or empty"},
+      .help = "PagerDuty integration key (channel \"pagerduty\"); never printed.",
+      .secret = true,
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::pagerduty_url>({
+      .key = "pager.pagerduty_url",
+      .env = "MANN_PAGERDUTY_URL",
+      .default_text = "",
+      .constraint = Predicate{&IsEmptyOrHttpUrl, "empty or an http:// or https:// URL"},
+      .help = "Where PagerDuty events are POSTed; empty: "
+              "https://events.pagerduty.com/v2/enqueue.",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::smtp_url>({
+      .key = "pager.smtp_url",
+      .env = "MANN_SMTP_URL",
+      .default_text = "",
+      .constraint = Predicate{&IsEmptyOrSmtpUrl,
+                              "empty, smtp://host[:port] (STARTTLS required) or "
+                              "smtps://host[:port] (TLS)"},
+      .help = "Mail server of the email channel (channel \"email\"), e.g. "
+              "smtp://mail.example.com:587; needs pager.smtp_from and pager.smtp_to.",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::smtp_username>({
+      .key = "pager.smtp_username",
+      .env = "MANN_SMTP_USERNAME",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "a user name, or empty for no AUTH"},
+      .help = "Email channel: the user to log in as; empty: no login.",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::smtp_password>({
+      .key = "pager.smtp_password",
+      .env = "MANN_SMTP_PASSWORD",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "a password, or empty"},
+      .help = "Email channel: the password of pager.smtp_username; never printed.",
+      .secret = true,
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::smtp_from>({
+      .key = "pager.smtp_from",
+      .env = "MANN_SMTP_FROM",
+      .default_text = "",
+      .constraint = Predicate{&IsEmptyOrEmailAddress, "empty or a plain address local@domain",
+                              &ExplainEmailAddress},
+      .help = "Email channel: the sender (From and envelope), e.g. mann@example.com.",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::smtp_to>({
+      .key = "pager.smtp_to",
+      .env = "MANN_SMTP_TO",
+      .default_text = "",
+      .constraint = Predicate{&IsEmailAddressList,
+                              "a comma-separated list of plain addresses local@domain, or empty",
+                              &ExplainEmailAddressList},
+      .help = "Email channel: the recipients, comma-separated.",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::smtp_ca_file>({
+      .key = "pager.smtp_ca_file",
+      .env = "MANN_SMTP_CA_FILE",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "a path, or empty for the system's CAs"},
+      .help = "Email channel: PEM bundle the server's certificate is verified with (a private "
+              "CA); empty: the system's CAs.",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::json_webhook>({
+      .key = "pager.json_webhook",
+      .env = "MANN_PAGER_JSON_WEBHOOK",
+      .default_text = "",
+      .constraint = Predicate{&IsEmptyOrHttpUrl, "empty or an http:// or https:// URL"},
+      .help = "URL each notification is POSTed to as JSON (channel \"webhook\"); may embed a "
+              "token, so it is never printed.",
+      .secret = true,
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::max_attempts>({
+      .key = "pager.max_attempts",
+      .default_text = "8",
+      .constraint = IntRange{1, 100},
+      .help = "Attempts per notification and channel, the first included; then it is "
+              "dead-lettered.",
+      .unit = "attempts",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::initial_backoff>({
+      .key = "pager.initial_backoff",
+      .default_text = "1",
+      .constraint = IntRange{1, 3600},
+      .help = "Wait before the first retry; each further retry doubles it (with full jitter).",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::max_backoff>({
+      .key = "pager.max_backoff",
+      .default_text = "300",
+      .constraint = IntRange{1, 86400},
+      .help = "Longest wait between two retries. Must be >= pager.initial_backoff.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::request_timeout>({
+      .key = "pager.request_timeout",
+      .default_text = "10",
+      .constraint = IntRange{1, 600},
+      .help = "Time allowed for one delivery request, connection included (an SMTP session "
+              "gets three times as long).",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::pager, &PagerConfig::connect_timeout>({
+      .key = "pager.connect_timeout",
+      .default_text = "5",
+      .constraint = IntRange{1, 600},
+      .help = "Time allowed to connect to a receiver.",
+      .unit = "seconds",
   }));
 
   t.push_back(Key<&C::memory, &MemoryConfig::memory_size>({
@@ -729,8 +957,12 @@ std::optional<std::string> Check(const KeySpec& spec, Value& value) {
       return fail;
     }
     std::optional<std::string> operator()(const Predicate& p) const {
-      if (!p.ok(std::get<std::string>(value))) return fail;
-      return std::nullopt;
+      const std::string& text = std::get<std::string>(value);
+      if (p.ok(text)) return std::nullopt;
+      if (p.explain != nullptr) {
+        if (std::string why = p.explain(text); !why.empty()) return fail + ": " + why;
+      }
+      return fail;
     }
   };
   return std::visit(Visitor{value, key, fail}, spec.constraint);

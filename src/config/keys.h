@@ -35,6 +35,10 @@ struct Choice {
 struct Predicate {
   bool (*ok)(const std::string& value);
   std::string_view rule;
+  // When set, says what is wrong with a value `ok` refused (the parser's own message), so the
+  // error points at the bad part of a long value rather than only restating the rule. Only for
+  // keys that are not secret: the explanation may quote the value.
+  std::string (*explain)(const std::string& value) = nullptr;
 };
 using Constraint = std::variant<AnyBool, IntRange, NumberRange, Choice, Predicate>;
 

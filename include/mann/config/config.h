@@ -85,12 +85,43 @@ struct LogConfig {
 
 struct MonitoringConfig {
   bool enabled = false;
-  std::chrono::seconds health_check_interval{0};
+  std::chrono::seconds health_check_interval{0};  // between two ticks of the monitor
+  // The alert rules in monitor::ParseAlertRules's text form; empty: monitor::DefaultAlertRules.
+  std::string alert_rules;
+  // The least time between two notifications of one firing alert, by its level
+  // (monitor::RenotifyIntervals); 0 repeats at every tick.
+  std::chrono::seconds renotify_info{0};
+  std::chrono::seconds renotify_warning{0};
+  std::chrono::seconds renotify_error{0};
+  std::chrono::seconds renotify_critical{0};
+  // The request window behind error_rate and processing_time, and the fewest requests in it
+  // for those two to be judged at all.
+  std::chrono::seconds request_window{0};
+  std::int64_t min_requests = 0;
 };
 
+// The pager's channels are each enabled by the setting that makes them deliverable: webhook
+// (Slack), pagerduty_routing_key, smtp_url (email) and json_webhook. When `enabled` is true at
+// least one of them is set; an email channel also has smtp_from and smtp_to.
 struct PagerConfig {
-  bool enabled = false;  // when true, at least one channel (webhook) is set
-  std::string webhook;   // secret; empty or an http(s) URL
+  bool enabled = false;
+  std::string min_level;  // "info", "warning", "error" or "critical": the lowest level sent
+  std::string webhook;    // secret: the Slack incoming-webhook URL; empty or an http(s) URL
+  std::string pagerduty_routing_key;  // secret: the Events API v2 integration key
+  std::string pagerduty_url;          // empty: the Events API v2 URL
+  std::string smtp_url;               // smtp://host[:port] (STARTTLS) or smtps://host[:port]
+  std::string smtp_username;          // empty: no AUTH
+  std::string smtp_password;          // secret
+  std::string smtp_from;              // a plain address
+  std::string smtp_to;                // comma-separated plain addresses
+  std::string smtp_ca_file;           // PEM bundle verifying the server; empty: the system's
+  std::string json_webhook;           // secret: a URL receiving the notification as JSON
+  // Delivery policy (pager::DeliveryPolicy).
+  std::int64_t max_attempts = 0;
+  std::chrono::seconds initial_backoff{0};
+  std::chrono::seconds max_backoff{0};  // >= initial_backoff
+  std::chrono::seconds request_timeout{0};
+  std::chrono::seconds connect_timeout{0};
 };
 
 struct MemoryConfig {
@@ -222,5 +253,9 @@ Config DefaultConfig(const Environment& env = {});
 
 // A copy of the process environment (`environ`).
 Environment CurrentEnvironment();
+
+// The items of a comma-separated setting (pager.smtp_to), blanks around each trimmed, empty
+// items dropped: "a@x, b@y," -> {"a@x", "b@y"}.
+std::vector<std::string> SplitList(std::string_view text);
 
 }  // namespace mann::config
