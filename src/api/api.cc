@@ -12,6 +12,8 @@
 #include <mann/core/entry_json.h>
 #include <mann/core/log.h>
 #include <mann/core/version.h>
+#include <mann/monitor/alerts.h>
+#include <mann/monitor/health.h>
 #include <mann/security/principal.h>
 
 namespace mann::api {
@@ -155,6 +157,7 @@ Status Api::RegisterRoutes(server::Router& router) {
       {"POST", "/search", &Api::Search, true},
       {"POST", "/query", &Api::Query, true},
       {"GET", "/statistics", &Api::Statistics, false},
+      {"GET", "/alerts", &Api::Alerts, false},
   };
   for (const Route& r : routes) {
     MANN_RETURN_IF_ERROR(router.Add(
@@ -228,7 +231,11 @@ std::mutex& Api::SessionLock(const std::string& session_id) {
 
 // ---- Operations ------------------------------------------------------------------------------
 
-Response Api::Health(const Request&) {
+Response Api::Health(const Request& request) {
+  FieldReader in(request.query);
+  const bool detail = in.Bool("detail").value_or(false);
+  if (!in.ok()) return server::ValidationError(in.errors());
+
   // Counts held in memory only: liveness must not wait on the disk.
   const std::size_t count = runtime_.bank().TotalCount();
   const double size = double(runtime_.bank().options().memory_size);
@@ -239,6 +246,13 @@ Response Api::Health(const Request&) {
   o["memory_utilization"] = double(count) / size;
   o["uptime"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   o["version"] = kVersion;
+  if (detail) {
+    // The checker bounds every check by its budget and never runs a stalled one twice, so this
+    // answer comes within the budget however a check behaves. The top-level status stays the
+    // process's liveness; the checks carry their own overall state.
+    o["checks"] = monitor::ToJson(options_.health != nullptr ? options_.health->RunAll()
+                                                             : monitor::HealthReport{});
+  }
   return Response::Json(o);
 }
 
@@ -469,6 +483,32 @@ Response Api::Statistics(const Request& request) {
     o["overall"] = ApiNamespaceStatsToJson(stats.overall);
     o["namespace_count"] = stats.namespaces.size();
   }
+  return Response::Json(o);
+}
+
+// ---- Alerts -------------------------------------------------------------------------------------
+
+Response Api::Alerts(const Request& request) {
+  FieldReader in(request.query);
+  const std::int64_t limit = in.Integer("limit", {.min = 1, .max = 1000}).value_or(50);
+  if (!in.ok()) return server::ValidationError(in.errors());
+
+  json::array active;
+  json::array history;
+  if (options_.alerts != nullptr) {
+    for (const monitor::ActiveAlert& a : options_.alerts->Active()) {
+      active.push_back(monitor::ToJson(a));
+    }
+    // The engine keeps its history oldest first; a reader wants the latest events on top.
+    const std::vector<monitor::AlertEvent> events =
+        options_.alerts->History(static_cast<std::size_t>(limit));
+    for (auto it = events.rbegin(); it != events.rend(); ++it)
+      history.push_back(monitor::ToJson(*it));
+  }
+  json::object o;
+  o["enabled"] = options_.alerts != nullptr;
+  o["active"] = std::move(active);
+  o["history"] = std::move(history);
   return Response::Json(o);
 }
 

@@ -1,4 +1,6 @@
+#include <chrono>
 #include <filesystem>
+#include <future>
 #include <set>
 #include <string>
 #include <utility>
@@ -11,6 +13,8 @@
 #include <mann/api/api.h>
 #include <mann/api/validation.h>
 #include <mann/metrics/registry.h>
+#include <mann/monitor/alerts.h>
+#include <mann/monitor/health.h>
 #include <mann/server/router.h>
 
 namespace mann::api {
@@ -110,7 +114,7 @@ TEST_F(ApiTest, OpenApiDocumentDescribesExactlyTheRegisteredRoutes) {
     }
   }
   EXPECT_EQ(routes, documented);
-  EXPECT_EQ(routes.size(), 14u);
+  EXPECT_EQ(routes.size(), 15u);
 }
 
 TEST_F(ApiTest, AddReportsEveryBadFieldAtOnce) {
@@ -302,6 +306,142 @@ TEST_F(ApiTest, MetricsReadTheBankAtScrapeTime) {
   EXPECT_THAT(text, HasSubstr("mann_memory_utilization{namespace=\"u1\"} 0.001\n"));
   EXPECT_THAT(text, HasSubstr("mann_write_decisions_total{action=\"ADD\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("mann_memory_writes_total{namespace=\"u1\"}"));
+}
+
+TEST_F(ApiTest, HealthWithoutDetailIsUnchangedAndWithoutACheckerListsNoChecks) {
+  const Answer plain = Call("GET", "/health");
+  ASSERT_EQ(plain.status, 200);
+  EXPECT_FALSE(plain.body.as_object().contains("checks"));
+  const Answer off = Call("GET", "/health?detail=0");
+  EXPECT_FALSE(off.body.as_object().contains("checks"));
+
+  const Answer detail = Call("GET", "/health?detail=1");
+  ASSERT_EQ(detail.status, 200);
+  EXPECT_EQ(detail.body.at("status"), "healthy");
+  EXPECT_EQ(detail.body.at("checks"),
+            (json::object{{"status", "healthy"}, {"checks", json::array{}}}));
+
+  const Answer bad = Call("GET", "/health?detail=maybe");
+  EXPECT_EQ(bad.status, 422);
+  EXPECT_EQ(
+      Problems(bad),
+      (std::set<std::pair<std::string, std::string>>{{R"(["query","detail"])", "bool_type"}}));
+}
+
+// A check that hangs must not hang the request: the checker's budget bounds the answer.
+TEST_F(ApiTest, HealthDetailReportsEachCheckWithinItsBudget) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  monitor::HealthChecker checker(std::chrono::milliseconds(200));
+  ASSERT_TRUE(checker
+                  .Register("storage",
+                            [] {
+                              return monitor::CheckResult{monitor::HealthState::kHealthy, "ok"};
+                            })
+                  .ok());
+  ASSERT_TRUE(checker
+                  .Register("pager",
+                            [] {
+                              return monitor::CheckResult{monitor::HealthState::kDegraded,
+                                                          "channel slack: 2 pending"};
+                            })
+                  .ok());
+  ASSERT_TRUE(checker
+                  .Register("stalled",
+                            [released] {
+                              released.wait();
+                              return monitor::CheckResult{};
+                            })
+                  .ok());
+  Api api(*runtime_, {.draining = {}, .registry = &registry_, .health = &checker});
+  server::Router router;
+  ASSERT_TRUE(api.RegisterRoutes(router).ok());
+  server::Request request;
+  request.method = "GET";
+  request.target = "/health?detail=true";
+
+  const auto started = std::chrono::steady_clock::now();
+  const server::Response response = router.Handle(request);
+  const auto took = std::chrono::steady_clock::now() - started;
+  release.set_value();
+
+  EXPECT_LT(took, std::chrono::seconds(3)) << "the stalled check held the request";
+  ASSERT_EQ(response.status, 200);
+  const json::value body = json::parse(response.body);
+  EXPECT_EQ(body.at("status"), "healthy") << "liveness is the process's, not the checks'";
+  const json::object& checks = body.at("checks").as_object();
+  EXPECT_EQ(checks.at("status"), "unhealthy");
+  const json::array& list = checks.at("checks").as_array();
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0].at("name"), "storage");
+  EXPECT_EQ(list[0].at("status"), "healthy");
+  EXPECT_EQ(list[1].at("name"), "pager");
+  EXPECT_EQ(list[1].at("status"), "degraded");
+  EXPECT_EQ(list[1].at("reason"), "channel slack: 2 pending");
+  EXPECT_EQ(list[2].at("name"), "stalled");
+  EXPECT_EQ(list[2].at("status"), "unhealthy");
+  EXPECT_THAT(std::string(list[2].at("reason").as_string()), HasSubstr("did not finish"));
+}
+
+TEST_F(ApiTest, AlertsWithMonitoringOffAreDisabledAndEmpty) {
+  const Answer a = Call("GET", "/alerts");
+  ASSERT_EQ(a.status, 200);
+  EXPECT_EQ(
+      a.body,
+      (json::object{{"enabled", false}, {"active", json::array{}}, {"history", json::array{}}}));
+}
+
+TEST_F(ApiTest, AlertsListActiveAlertsAndTheHistoryNewestFirst) {
+  auto rules = monitor::ParseAlertRules("deep: queue>5 critical, slow: latency>1 for 60s warning");
+  ASSERT_TRUE(rules.ok()) << rules.status().ToString();
+  auto engine = monitor::AlertEngine::Create(*rules);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  const TimestampMs t0 = 1'764'720'000'000;
+  (*engine)->Evaluate({{"queue", {{"", 9}}}, {"latency", {{"", 2}}}}, t0);  // trigger; pending
+  (*engine)->Evaluate({{"queue", {{"", 8}}}, {"latency", {{"", 2}}}}, t0 + 1000);  // renotify
+  (*engine)->Evaluate({{"queue", {{"", 7}}}, {"latency", {{"", 2}}}}, t0 + 2000);  // renotify
+
+  Api api(*runtime_, {.draining = {}, .registry = &registry_, .alerts = engine->get()});
+  server::Router router;
+  ASSERT_TRUE(api.RegisterRoutes(router).ok());
+  auto get = [&](const std::string& target) {
+    server::Request request;
+    request.method = "GET";
+    request.target = target;
+    const server::Response response = router.Handle(request);
+    return Answer{response.status, json::parse(response.body)};
+  };
+
+  const Answer all = get("/alerts");
+  ASSERT_EQ(all.status, 200);
+  EXPECT_EQ(all.body.at("enabled"), true);
+  const json::array& active = all.body.at("active").as_array();
+  ASSERT_EQ(active.size(), 2u);
+  EXPECT_EQ(active[0].at("dedup_key"), "deep");
+  EXPECT_EQ(active[0].at("state"), "firing");
+  EXPECT_EQ(active[1].at("dedup_key"), "slow");
+  EXPECT_EQ(active[1].at("state"), "pending");
+  const json::array& history = all.body.at("history").as_array();
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_EQ(history[0].at("sequence"), 3);
+  EXPECT_EQ(history[0].at("kind"), "renotify");
+  EXPECT_EQ(history[2].at("sequence"), 1);
+  EXPECT_EQ(history[2].at("kind"), "trigger");
+
+  const Answer latest = get("/alerts?limit=2");
+  ASSERT_EQ(latest.status, 200);
+  const json::array& two = latest.body.at("history").as_array();
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0].at("sequence"), 3);
+  EXPECT_EQ(two[1].at("sequence"), 2);
+
+  for (const char* bad : {"0", "1001", "ten"}) {
+    SCOPED_TRACE(bad);
+    const Answer refused = get(std::string("/alerts?limit=") + bad);
+    EXPECT_EQ(refused.status, 422);
+    ASSERT_EQ(refused.body.at("detail").as_array().size(), 1u);
+    EXPECT_EQ(refused.body.at("detail").at(0).at("loc"), (json::array{"query", "limit"}));
+  }
 }
 
 TEST(ErrorFromStatus, MapsEachCodeOnce) {

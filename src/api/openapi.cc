@@ -90,12 +90,59 @@ json::object Schemas() {
       {"loc", "msg", "type"});
   s["ValidationError"] =
       Object({{"detail", {{"type", "array"}, {"items", Ref("FieldError")}}}}, {"detail"});
+  const json::object health_state = {{"type", "string"},
+                                     {"enum", {"healthy", "degraded", "unhealthy"}}};
   s["Health"] = Object({{"status", Str()},
                         {"timestamp", Str()},
                         {"memory_count", Int()},
                         {"memory_utilization", Num()},
                         {"uptime", Num()},
-                        {"version", Str()}});
+                        {"version", Str()},
+                        {"checks", Ref("HealthReport")}});
+  s["HealthReport"] = Object({{"status", health_state},
+                              {"checks",
+                               {{"type", "array"},
+                                {"items", Object({{"name", Str()},
+                                                  {"status", health_state},
+                                                  {"reason", Str()},
+                                                  {"duration_seconds", Num()}},
+                                                 {"name", "status", "reason"})}}}},
+                             {"status", "checks"});
+  const json::object level = {{"type", "string"},
+                              {"enum", {"info", "warning", "error", "critical"}}};
+  const json::object nullable_time = {{"type", "string"}, {"nullable", true}};
+  const json::object nullable_number = {{"type", "number"}, {"nullable", true}};
+  s["ActiveAlert"] = Object({{"dedup_key", Str()},
+                             {"rule", Str()},
+                             {"subject", Str()},
+                             {"level", level},
+                             {"state", {{"type", "string"}, {"enum", {"pending", "firing"}}}},
+                             {"value", Num()},
+                             {"threshold", Num()},
+                             {"message", Str()},
+                             {"started_at", Str()},
+                             {"fired_at", nullable_time},
+                             {"last_notified_at", nullable_time}},
+                            {"dedup_key", "rule", "level", "state"});
+  s["AlertEvent"] =
+      Object({{"sequence", Int()},
+              {"kind", {{"type", "string"}, {"enum", {"trigger", "renotify", "resolve"}}}},
+              {"dedup_key", Str()},
+              {"rule", Str()},
+              {"subject", Str()},
+              {"level", level},
+              {"value", nullable_number},
+              {"threshold", Num()},
+              {"message", Str()},
+              {"summary", Str()},
+              {"started_at", Str()},
+              {"at", Str()},
+              {"withheld", {{"type", "boolean"}}}},
+             {"sequence", "kind", "dedup_key", "level", "at"});
+  s["Alerts"] = Object({{"enabled", {{"type", "boolean"}}},
+                        {"active", {{"type", "array"}, {"items", Ref("ActiveAlert")}}},
+                        {"history", {{"type", "array"}, {"items", Ref("AlertEvent")}}}},
+                       {"enabled", "active", "history"});
   s["MemoryCreate"] = Object(
       {{"content", {{"type", "string"}, {"minLength", 1}}},
        {"context", {{"type", "string"}, {"default", ""}}},
@@ -184,8 +231,15 @@ json::value OpenApiDocument() {
   const json::object unavailable = Error("The store failed; retry later");
   json::object paths;
 
-  paths["/health"] = {{"get", Operation("Liveness and a summary of the bank", {}, "",
-                                        {{"200", Reply("Alive", Ref("Health"))}})}};
+  paths["/health"] = {
+      {"get",
+       Operation("Liveness and a summary of the bank; with detail, the health checks",
+                 {Param("detail", "query", {{"type", "boolean"}, {"default", false}},
+                        "Run the health checks (memory_bank, storage, system, pager) and add "
+                        "their report as \"checks\"; each check is bounded by a time budget")},
+                 "",
+                 {{"200", Reply("Alive (whatever the checks say)", Ref("Health"))},
+                  {"422", Reply("detail is not a boolean", Ref("ValidationError"))}})}};
   paths["/ready"] = {
       {"get", Operation("Readiness: the store answers and the server is not shutting down", {}, "",
                         {{"200", Reply("Ready", Object({{"status", Str()}}))},
@@ -250,6 +304,18 @@ json::value OpenApiDocument() {
       {"get", Operation("Statistics of the namespace and the bank", {UserQuery()}, "",
                         {{"200", Reply("Statistics", Ref("Statistics"))}})}};
 
+  paths["/alerts"] = {
+      {"get",
+       Operation("The monitor's active alerts and its latest alert events",
+                 {Param("limit", "query",
+                        {{"type", "integer"}, {"minimum", 1}, {"maximum", 1000}, {"default", 50}},
+                        "Events of the history, newest first")},
+                 "",
+                 {{"200", Reply("Alerts; enabled is false when monitoring is off, with "
+                                "empty lists",
+                                Ref("Alerts"))},
+                  {"422", Reply("Validation error", Ref("ValidationError"))}})}};
+
   // Probes and scrapes need no key; every other operation does when keys are configured, and
   // may meet the namespace check and the rate limits.
   for (auto& [path, item] : paths) {
@@ -263,7 +329,8 @@ json::value OpenApiDocument() {
       }
       json::object& responses = operation["responses"].as_object();
       responses["401"] = Error("No API key, or an unknown one (on a server with keys)");
-      responses["403"] = Error("The key may not touch this namespace");
+      // Any valid key may read the alerts: they belong to the service, not to a namespace.
+      if (path != "/alerts") responses["403"] = Error("The key may not touch this namespace");
       responses["429"] = Error("Over a rate limit; Retry-After says when to try again");
     }
   }

@@ -13,6 +13,9 @@
 #include <mann/api/api.h>
 #include <mann/core/log.h>
 #include <mann/metrics/process_collector.h>
+#include <mann/monitor/monitor.h>
+#include <mann/monitor/window.h>
+#include <mann/pager/pager.h>
 #include <mann/security/api_keys.h>
 #include <mann/security/cors.h>
 #include <mann/security/exposure.h>
@@ -21,6 +24,7 @@
 #include <mann/server/http_server.h>
 
 #include "context.h"
+#include "monitoring.h"
 
 namespace mann::cli {
 namespace {
@@ -164,6 +168,56 @@ Status InstallSecurity(const config::Config& config, server::Router& router) {
   return {};
 }
 
+// What `mann serve` runs beside the HTTP server: the pager and the monitor when configured, and
+// the health checks /health?detail=1 answers with. Declared before the server in RunServe, so
+// that it outlives the router whose recording middleware writes into the monitor's window.
+struct Operations {
+  std::unique_ptr<pager::Pager> pager;
+  std::unique_ptr<monitor::Monitor> monitor;
+  // The checks of a server without a monitor; with one, the monitor's own are used.
+  std::unique_ptr<monitor::HealthChecker> health;
+
+  monitor::HealthChecker& checker() { return monitor ? monitor->health() : *health; }
+  // Members are destroyed bottom-up: the monitor (whose sink and "pager" check use the pager)
+  // stops before the pager does.
+};
+
+// Builds the pager (pager.enabled) and the monitor (monitoring.enabled) from the configuration,
+// with the service's health checks. Starts nothing.
+Status BuildOperations(runtime::Runtime& rt, Operations& ops) {
+  const config::Config& config = rt.config();
+  auto log = log::Get("serve");
+
+  if (config.pager.enabled) {
+    MANN_ASSIGN_OR_RETURN(pager::PagerOptions options, PagerOptionsFromConfig(config));
+    MANN_ASSIGN_OR_RETURN(ops.pager, pager::Pager::Create(std::move(options), rt.store()));
+    if (!config.monitoring.enabled) {
+      log->warn(
+          "pager enabled without monitoring: no alert will be raised, only deliveries a previous "
+          "process left are resumed; set monitoring.enabled=true (MANN_ENABLE_MONITORING)");
+    }
+  }
+
+  if (!config.monitoring.enabled) {
+    ops.health = std::make_unique<monitor::HealthChecker>();
+    return RegisterServiceChecks(*ops.health, rt, {.pager = ops.pager.get(), .system = true});
+  }
+
+  MANN_ASSIGN_OR_RETURN(monitor::MonitorOptions options, MonitorOptionsFromConfig(config));
+  if (ops.pager) options.sink = PagerSink(*ops.pager);
+  options.may_notify = ReplicaNotifyGate(config);
+  MANN_ASSIGN_OR_RETURN(ops.monitor, monitor::Monitor::Create(std::move(options), rt.clock()));
+  MANN_RETURN_IF_ERROR(
+      ops.monitor->AddSource("memory_utilization", UtilizationByNamespace(rt.bank()), "namespace"));
+  MANN_RETURN_IF_ERROR(
+      RegisterServiceChecks(ops.monitor->health(), rt, {.pager = ops.pager.get()}));
+  // A rule on a metric nothing reports would never fire: refuse it rather than watch nothing.
+  if (Status st = ops.monitor->CheckRules(); !st.ok()) {
+    return InvalidArgumentError("monitoring.alert_rules: " + st.message());
+  }
+  return ops.monitor->RegisterMetrics(metrics::Registry::Default());
+}
+
 }  // namespace
 
 int RunServe(CommandEnv& env) {
@@ -172,9 +226,17 @@ int RunServe(CommandEnv& env) {
   ShutdownSignals signals;
   if (Status st = signals.Install(); !st.ok()) return ReportError(env.io.err, st);
 
+  Operations ops;
+  if (Status st = BuildOperations(env.rt, ops); !st.ok()) return ReportError(env.io.err, st);
+
   const server::ServerOptions options = OptionsFromConfig(env.rt.config().server);
   server::HttpServer http(options);
-  api::Api api(env.rt, {.draining = [&http] { return http.draining(); }});
+  // Outermost, so the window times everything a client waits for, refusals by the security
+  // middleware included.
+  if (ops.monitor) http.router().Use(monitor::RecordingMiddleware(ops.monitor->window()));
+  api::Api api(env.rt, {.draining = [&http] { return http.draining(); },
+                        .health = &ops.checker(),
+                        .alerts = ops.monitor ? &ops.monitor->alerts() : nullptr});
   if (Status st = api.RegisterRoutes(http.router()); !st.ok()) return ReportError(env.io.err, st);
   if (Status st = InstallSecurity(env.rt.config(), http.router()); !st.ok()) {
     return ReportError(env.io.err, st);
@@ -184,12 +246,22 @@ int RunServe(CommandEnv& env) {
   }
   auto process = metrics::ProcessCollector::Register(metrics::Registry::Default());
   if (!process.ok()) return ReportError(env.io.err, process.status());
+
+  // The pager resumes what a previous process left before anything new is raised.
+  if (ops.pager) {
+    if (Status st = ops.pager->Start(); !st.ok()) return ReportError(env.io.err, st);
+    log->info("pager started channels={}", fmt::join(ops.pager->ChannelNames(), ","));
+  }
   if (Status st = http.Start(); !st.ok()) {
     env.io.err << "error: " << st.message() << '\n';
     return kExitFailure;
   }
   log->info("serving on http://{} (data in {})", http.address(), env.rt.database_path());
   env.io.out << "mann: serving on http://" << http.address() << std::endl;
+  // After listening: the first tick's request figures then describe a serving process.
+  if (ops.monitor) {
+    if (Status st = ops.monitor->Start(); !st.ok()) log->error("monitor: {}", st.ToString());
+  }
 
   const int signo = signals.Wait();
   log->info("{} received: draining (up to {} ms)", signo == SIGINT ? "SIGINT" : "SIGTERM",
@@ -210,9 +282,15 @@ int RunServe(CommandEnv& env) {
         "server.drain_timeout if this repeats",
         stopped.force_closed);
   }
-  if (Status st = env.rt.bank().Flush(); !st.ok()) {
-    log->error("flushing the bank at shutdown failed: {}", st.ToString());
-    env.io.err << "error: flushing the bank at shutdown failed: " << st.message() << '\n';
+  // Before the pager, so that no event is enqueued into a stopped pager; Stop() waits for a
+  // tick in progress.
+  if (ops.monitor) ops.monitor->Stop();
+  const Status flushed = env.rt.bank().Flush();
+  // Last: a delivery in progress is abandoned, its row stays pending and the next start sends it.
+  if (ops.pager) ops.pager->Stop();
+  if (!flushed.ok()) {
+    log->error("flushing the bank at shutdown failed: {}", flushed.ToString());
+    env.io.err << "error: flushing the bank at shutdown failed: " << flushed.message() << '\n';
     return kExitFailure;
   }
   log->info("stopped");

@@ -10,7 +10,12 @@
 // Routes (every body JSON; the namespace is the `user_id` body field, or the `user_id` query
 // parameter for GET and DELETE, "default" when absent):
 //   GET    /health                   liveness: status, timestamp, memory_count,
-//                                    memory_utilization, uptime, version; no storage round trip
+//                                    memory_utilization, uptime, version; no storage round trip.
+//                                    ?detail=1 adds "checks": the health checks' report, each
+//                                    check bounded by the checker's budget
+//   GET    /alerts                   {enabled, active: [...], history: [...] newest first, at
+//                                    most ?limit= (1..1000, default 50)}; needs a key when
+//                                    keys are configured (any valid key)
 //   GET    /ready                    200 when the store answers and the server is not draining,
 //                                    else 503
 //   GET    /metrics                  Prometheus text exposition of the registry
@@ -53,6 +58,11 @@
 #include <mann/server/http_message.h>
 #include <mann/server/router.h>
 
+namespace mann::monitor {
+class AlertEngine;
+class HealthChecker;
+}  // namespace mann::monitor
+
 namespace mann::api {
 
 struct ApiOptions {
@@ -60,6 +70,11 @@ struct ApiOptions {
   std::function<bool()> draining;
   // What GET /metrics renders; nullptr: metrics::Registry::Default().
   metrics::Registry* registry = nullptr;
+  // The checks GET /health?detail=1 runs; nullptr: the detail lists none. Must outlive the Api.
+  monitor::HealthChecker* health = nullptr;
+  // The alerts GET /alerts shows; nullptr: monitoring is off ("enabled": false, empty lists).
+  // Must outlive the Api.
+  const monitor::AlertEngine* alerts = nullptr;
 };
 
 // The OpenAPI 3.0 document describing every route above, written independently of
@@ -102,6 +117,7 @@ class Api {
   server::Response Search(const server::Request& request);
   server::Response Query(const server::Request& request);
   server::Response Statistics(const server::Request& request);
+  server::Response Alerts(const server::Request& request);
 
  private:
   // The lock that serializes turns of `session_id`.
