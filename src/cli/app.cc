@@ -12,6 +12,7 @@
 #include <mann/core/version.h>
 #include <mann/runtime/runtime.h>
 
+#include "alert_command.h"
 #include "chat_command.h"
 #include "context.h"
 #include "key_command.h"
@@ -43,6 +44,8 @@ struct Parsed {
   bool serve = false;  // `mann serve`: logs at info unless log.level says otherwise
   bool allow_unauthenticated = false;
   KeyCreateArgs key_create;
+  AlertTestArgs alert_test;
+  AlertListArgs alert_list;
 };
 
 // What runs after parsing: either a command needing no runtime (config show) or one that does.
@@ -239,6 +242,37 @@ void AddInfo(CLI::App& app, Parsed& p, Action& action) {
   create->callback([&] {
     action.without_runtime = [&](const config::LoadedConfig&, Io& io) {
       return RunKeyCreate(p.key_create, io);
+    };
+  });
+
+  auto* alert = app.add_subcommand(
+      "alert", "Test the pager's channels; list the alert rules and the recent deliveries");
+  alert->require_subcommand(1);
+  auto* test = alert->add_subcommand(
+      "test",
+      "Send a test notification through one channel now, bypassing the outbox, and print what "
+      "the receiver answered (exit 0 accepted, 1 refused or unreachable, 2 not configured)");
+  test->add_option("--channel", p.alert_test.channel, "The channel to test")
+      ->required()
+      ->type_name("slack|pagerduty|email|webhook")
+      ->check(CLI::IsMember({"slack", "pagerduty", "email", "webhook"}));
+  test->add_flag("--json", p.alert_test.json, "Print one JSON document instead of text");
+  test->callback([&] {
+    action.without_runtime = [&](const config::LoadedConfig& loaded, Io& io) {
+      return RunAlertTest(loaded, p.alert_test, io);
+    };
+  });
+  auto* alert_list = alert->add_subcommand(
+      "list",
+      "The alert rules in force, the re-notification floors, the channels and the pager "
+      "outbox's latest deliveries (channel, state, attempts, last status and error)");
+  alert_list->add_option("--limit", p.alert_list.limit, "Deliveries shown, newest first")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  alert_list->add_flag("--json", p.alert_list.json, "Print one JSON document instead of text");
+  alert_list->callback([&] {
+    action.without_runtime = [&](const config::LoadedConfig& loaded, Io& io) {
+      return RunAlertList(loaded, p.alert_list, io);
     };
   });
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Exercises every `mann memory` subcommand, `config show`, `stats`, --help and --version
-against the real binary: JSON output, exit codes (0 ok, 1 failure, 2 usage), configuration
-precedence and redaction, pagination, and an export/import round trip.
+"""Exercises every `mann memory` subcommand, `config show`, `stats`, `alert test|list`, --help
+and --version against the real binary: JSON output, exit codes (0 ok, 1 failure, 2 usage),
+configuration precedence and redaction, pagination, an export/import round trip, and alert tests
+against a receiver on loopback.
 
 Usage: cli_test.py --mann PATH/TO/mann
 Exit status 0 when every check passed; otherwise the failed checks are listed.
 """
 
 import argparse
+import http.server
 import json
 import os
 import re
@@ -16,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 import harness
 
@@ -59,9 +62,11 @@ def test_help_and_version(m):
         check(word in out, f"--help mentions {word}", out)
     commands = {line.split()[0] for line in out.split("Subcommands:")[-1].splitlines()
                 if line.strip()}
-    check(commands == {"chat", "memory", "config", "stats", "reindex", "serve", "key"},
-          "--help lists exactly chat, memory, config, stats, reindex, serve, key (no debug)",
+    check(commands == {"chat", "memory", "config", "stats", "reindex", "serve", "key", "alert"},
+          "--help lists exactly chat, memory, config, stats, reindex, serve, key, alert (no debug)",
           str(commands))
+    code, out, _ = m.run("alert", "--help", data_dir=False)
+    check(code == 0 and "test" in out and "list" in out, "alert --help lists test and list", out)
     code, out, _ = m.run("memory", "--help", data_dir=False)
     for word in ["add", "get", "list", "search", "update", "delete", "forget", "history", "import",
                  "export"]:
@@ -364,6 +369,115 @@ def test_config(m):
           "a missing data dir is created with mode 0700", err)
 
 
+class Receiver:
+    """An HTTP receiver on loopback for `mann alert test`: answers each POST with the status its
+    path names (/200, /403, /503), and keeps the bodies it got."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                received.append((self.path, dict(self.headers), self.rfile.read(length)))
+                status = int(self.path.strip("/").split("/")[0])
+                body = f"answer {status}".encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.server.server_port}{path}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_alert(m):
+    code, _, err = m.run("alert", "test", "--channel", "slack")
+    check(code == 2 and "MANN_PAGER_WEBHOOK" in err,
+          "alert test of an unconfigured channel exits 2 naming the variable to set",
+          f"code {code} {err!r}")
+    code, _, err = m.run("alert", "test", "--channel", "email")
+    check(code == 2 and "MANN_SMTP_URL" in err and "MANN_SMTP_TO" in err,
+          "alert test of an unconfigured email channel names its settings", f"code {code} {err!r}")
+    code, _, err = m.run("alert", "test", "--channel", "carrier-pigeon")
+    check(code == 2, "alert test of an unknown channel is a usage error", f"code {code} {err!r}")
+
+    receiver = Receiver()
+    try:
+        token = "T0KEN-in-the-path"
+        env = {"MANN_PAGER_JSON_WEBHOOK": receiver.url(f"/200/{token}")}
+        code, doc, err = m.json("alert", "test", "--channel", "webhook", env=env)
+        check(code == 0 and doc and doc["delivered"] and doc["http_status"] == 200
+              and doc["response"] == "answer 200",
+              "alert test --json reports the receiver's 200 and its answer, exit 0",
+              f"code {code} {doc} {err!r}")
+        check(len(receiver.received) == 1, "the receiver got exactly one request",
+              str(receiver.received))
+        if receiver.received:
+            _, headers, body = receiver.received[-1]
+            sent = json.loads(body)
+            check(sent["kind"] == "test" and sent["event"] == "test" and sent["level"] == "info"
+                  and "test" in sent["message"] and sent["service"].startswith("mann@")
+                  and headers.get("X-Mann-Event") == "test",
+                  "the test notification says it is a test, at level info, from the service",
+                  str(sent))
+        code, out, err = m.run("alert", "test", "--channel", "webhook", env=env)
+        check(code == 0 and "delivered" in out and "HTTP 200" in out,
+              "alert test prints the status as text", out)
+        check(token not in out + err, "the webhook URL's token is never printed", out + err)
+
+        code, out, err = m.run("alert", "test", "--channel", "webhook",
+                               env={"MANN_PAGER_JSON_WEBHOOK": receiver.url("/403")})
+        check(code == 1 and "refused" in out and "403" in out and "answer 403" in out,
+              "a receiver that refuses makes alert test exit 1 with its status and answer",
+              f"code {code} {out!r} {err!r}")
+        closed = f"http://127.0.0.1:{harness.free_port()}/hook"
+        code, doc, err = m.json("alert", "test", "--channel", "webhook",
+                                env={"MANN_PAGER_JSON_WEBHOOK": closed})
+        check(code == 1 and doc and not doc["delivered"] and doc["http_status"] == 0
+              and doc["error"],
+              "an unreachable receiver makes alert test exit 1 with the error",
+              f"code {code} {doc} {err!r}")
+    finally:
+        receiver.close()
+
+    code, doc, err = m.json("alert", "list")
+    check(code == 0 and doc and doc["rules_source"] == "default"
+          and [r["name"] for r in doc["rules"]] == ["memory_utilization", "processing_time",
+                                                     "error_rate", "cpu_percent", "system_memory",
+                                                     "disk"]
+          and doc["renotify_seconds"] == {"info": 60, "warning": 30, "error": 10, "critical": 0}
+          and doc["deliveries"] == [],
+          "alert list --json shows the default rules and floors, and no delivery (tests bypass "
+          "the outbox)", f"code {code} {doc} {err!r}")
+    rules = "deep: queue_depth > 5 for 2m critical"
+    code, doc, err = m.json("alert", "list", env={"MANN_ALERT_RULES": rules,
+                                                  "MANN_PAGER_JSON_WEBHOOK": "http://h.example/x"})
+    check(code == 0 and doc and doc["rules_source"] == "monitoring.alert_rules"
+          and doc["rules"] == [{"name": "deep", "metric": "queue_depth", "threshold": 5,
+                                "for_seconds": 120, "level": "critical",
+                                "summary": doc["rules"][0]["summary"]}]
+          and doc["channels"] == ["webhook"],
+          "alert list shows the configured rules and channels", f"code {code} {doc} {err!r}")
+    code, out, _ = m.run("alert", "list")
+    check(code == 0 and "Alert rules" in out and "memory_utilization>0.9 for 60s warning" in out,
+          "alert list prints the rules as text and in their compact form", out)
+    code, _, err = m.run("alert", "list", env={"MANN_ALERT_RULES": "disk > lots"})
+    check(code == 2 and "monitoring.alert_rules" in err and "lots" in err,
+          "bad alert rules are a configuration error naming the key and the bad part", err)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--mann", required=True)
@@ -378,6 +492,7 @@ def main():
             ("export", lambda: test_export_import(binary, root)),
             ("config", lambda: test_config(Mann(binary, root, "config"))),
             ("progress", lambda: test_progress(Mann(binary, root, "progress"))),
+            ("alert", lambda: test_alert(Mann(binary, root, "alert"))),
         ]
         checks.run_all(tests)
     finally:
