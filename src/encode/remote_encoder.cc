@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include <mann/core/log.h>
+#include <mann/core/text_safety.h>
 #include <mann/encode/remote_encoder.h>
 
 namespace mann::encode {
@@ -42,39 +43,6 @@ Status InitCurl() {
   return Status::Ok();
 }
 
-// Replaces every occurrence of `secret` in `text`. The last line of defence for the API key:
-// a server may echo the Authorization header back in its error text.
-std::string Scrub(std::string text, std::string_view secret) {
-  if (secret.empty()) return text;
-  constexpr std::string_view kMark = "[redacted]";
-  for (std::size_t at = text.find(secret); at != std::string::npos;
-       at = text.find(secret, at + kMark.size())) {
-    text.replace(at, secret.size(), kMark);
-  }
-  return text;
-}
-
-// Squeezes control characters and runs of whitespace into single spaces and cuts the text to
-// `limit` bytes on a UTF-8 boundary, so server text fits on one log line.
-std::string OneLine(std::string_view text, std::size_t limit) {
-  std::string line;
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f || c == ' ') {
-      if (!line.empty() && line.back() != ' ') line.push_back(' ');
-    } else {
-      line.push_back(c);
-    }
-  }
-  while (!line.empty() && line.back() == ' ') line.pop_back();
-  if (line.size() <= limit) return line;
-  std::size_t cut = limit;
-  while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
-  line.resize(cut);
-  line += "...";
-  return line;
-}
-
 // The human-readable part of an error body: OpenAI's {"error": {"message": ...}}, Ollama's
 // {"error": "..."}, vLLM's {"message": ...} or FastAPI's {"detail": "..."}; else the raw body.
 std::string ServerMessage(std::string_view body, std::string_view secret) {
@@ -92,7 +60,8 @@ std::string ServerMessage(std::string_view body, std::string_view secret) {
     if (text != nullptr && text->is_string()) message = text->get_string();
   }
   // Scrubbed before cutting, so a cut cannot leave a recognisable prefix of the key behind.
-  return OneLine(Scrub(std::string(message), secret), kMaxServerMessage);
+  return ClipToOneLine(RedactSecrets(std::string(message), {std::string(secret)}),
+                       kMaxServerMessage);
 }
 
 bool IsBlank(std::string_view text) {
@@ -205,7 +174,7 @@ void RemoteEncoder::HandleDeleter::operator()(Handle* handle) const {
 
 Status RemoteEncoder::Validate(const RemoteEncoderOptions& options) {
   if (Status s = ResolveEndpoint(options.base_url).status(); !s.ok()) {
-    return Status(s.code(), Scrub(s.message(), options.api_key));
+    return Status(s.code(), RedactSecrets(s.message(), {options.api_key}));
   }
   if (options.model.empty()) {
     return InvalidArgumentError("remote encoder option model must not be empty");
@@ -288,8 +257,8 @@ std::string RemoteEncoder::Id() const {
 }
 
 Status RemoteEncoder::Error(StatusCode code, std::string_view detail) const {
-  return Status(code, Scrub(fmt::format("remote encoder POST {}: {}", display_url_, detail),
-                            options_.api_key));
+  return Status(code, RedactSecrets(fmt::format("remote encoder POST {}: {}", display_url_, detail),
+                                    {options_.api_key}));
 }
 
 Result<RemoteEncoder::HandlePtr> RemoteEncoder::TakeHandle() const {
@@ -497,9 +466,9 @@ Status RemoteEncoder::ParseAnswer(std::string_view answer, std::size_t count,
   boost::system::error_code ec;
   const json::value doc = json::parse(answer, ec);
   if (ec) {
-    return bad(
-        fmt::format("response is not JSON ({}); it starts with '{}'", ec.message(),
-                    OneLine(Scrub(std::string(answer.substr(0, 200)), options_.api_key), 80)));
+    return bad(fmt::format(
+        "response is not JSON ({}); it starts with '{}'", ec.message(),
+        ClipToOneLine(RedactSecrets(std::string(answer.substr(0, 200)), {options_.api_key}), 80)));
   }
   const json::value* data = doc.is_object() ? doc.get_object().if_contains("data") : nullptr;
   if (data == nullptr || !data->is_array()) return bad("response has no \"data\" array");

@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 
 #include <mann/core/status.h>
+#include <mann/core/text_safety.h>
 
 namespace mann::pager::internal {
 
@@ -24,15 +25,6 @@ Status InitCurl();
 // request wakes curl_multi_poll at once and aborts the transfer; returns the transfer's
 // CURLcode, or CURLE_ABORTED_BY_CALLBACK when stopped.
 CURLcode PerformInterruptibly(CURL* easy, std::stop_token stop);
-
-// Replaces every occurrence of each secret in `text` with "[redacted]". Secrets shorter than 4
-// bytes are ignored: replacing "/" or "a" everywhere would garble the message and hide nothing.
-std::string Scrub(std::string text, const std::vector<std::string>& secrets);
-
-// Control characters and runs of whitespace become single spaces; cut to `limit` bytes on a
-// UTF-8 boundary with "..." appended when cut.
-std::string OneLine(std::string_view text, std::size_t limit);
-
 
 struct ParsedUrl {
   std::string scheme;  // lower case

@@ -112,7 +112,7 @@ Result<Delivery> HttpSender::Post(std::string_view url, std::string_view body,
   for (std::string& s : internal::UrlSecrets(url, parsed)) secrets.push_back(std::move(s));
   for (const auto& [name, value] : headers) secrets.push_back(value);
   const auto error = [&](StatusCode code, std::string_view what) {
-    return Status(code, internal::Scrub(fmt::format("POST {}: {}", display, what), secrets));
+    return Status(code, RedactSecrets(fmt::format("POST {}: {}", display, what), secrets));
   };
 
   // Headers. "Expect:" turns off curl's 100-continue round trip.
@@ -129,7 +129,7 @@ Result<Delivery> HttpSender::Post(std::string_view url, std::string_view body,
       return error(StatusCode::kInvalidArgument,
                    fmt::format("header \"{}\" has an empty or malformed name, or CR/LF in its "
                                "value",
-                               internal::OneLine(name, 64)));
+                               ClipToOneLine(name, 64)));
     }
     // Appending to a non-empty list keeps its head, so header_list still owns all of it.
     if (curl_slist_append(header_list.get(), (name + ": " + value).c_str()) == nullptr) {
@@ -185,7 +185,7 @@ Result<Delivery> HttpSender::Post(std::string_view url, std::string_view body,
   d.http_status = static_cast<int>(http_status);
   if (performed != CURLE_OK) {
     d.timed_out = performed == CURLE_OPERATION_TIMEDOUT;
-    d.error = internal::Scrub(
+    d.error = RedactSecrets(
         DescribeTransferError(curl, performed,
                               curl_error[0] != '\0' ? curl_error : curl_easy_strerror(performed),
                               options_),
@@ -197,7 +197,7 @@ Result<Delivery> HttpSender::Post(std::string_view url, std::string_view body,
     d.retry_after = ParseRetryAfter(retry_after->value, std::chrono::system_clock::now());
   }
   d.response_snippet =
-      internal::OneLine(internal::Scrub(std::move(sink.body), secrets), options_.max_snippet_bytes);
+      ClipToOneLine(RedactSecrets(std::move(sink.body), secrets), options_.max_snippet_bytes);
   log::Get("pager")->debug("POST done url={} curl={} http_status={} ms={}", display,
                            static_cast<int>(performed), d.http_status, elapsed_ms);
   return d;

@@ -62,7 +62,7 @@ Status ValidateChannel(const ChannelConfig& c, const DeliveryPolicy& policy) {
   const std::string where = fmt::format("pager channel '{}' ({})", name, ChannelKindName(c.kind));
   const auto invalid = [&](std::string_view what) {
     return InvalidArgumentError(
-        internal::Scrub(fmt::format("{}: {}", where, what), ChannelSecrets(c)));
+        RedactSecrets(fmt::format("{}: {}", where, what), ChannelSecrets(c)));
   };
   const bool name_ok =
       name.size() <= kMaxChannelName && std::all_of(name.begin(), name.end(), [](char ch) {
@@ -71,7 +71,7 @@ Status ValidateChannel(const ChannelConfig& c, const DeliveryPolicy& policy) {
   if (!name_ok) {
     return InvalidArgumentError(
         fmt::format("pager channel name '{}' must be 1 to {} characters of a-z, 0-9, '_' and '-'",
-                    internal::OneLine(name, 80), kMaxChannelName));
+                    ClipToOneLine(name, 80), kMaxChannelName));
   }
   switch (c.kind) {
     case ChannelKind::kSlack:
@@ -81,7 +81,7 @@ Status ValidateChannel(const ChannelConfig& c, const DeliveryPolicy& policy) {
         if (header.empty() || header.find(':') != std::string::npos ||
             internal::HasControlCharacters(header) || internal::HasControlCharacters(value)) {
           return invalid(fmt::format("header '{}' needs a name without ':' and no CR/LF",
-                                     internal::OneLine(header, 64)));
+                                     ClipToOneLine(header, 64)));
         }
       }
       break;
@@ -753,8 +753,7 @@ Result<Delivery> Pager::SendNow(std::string_view channel, const Notification& no
     if (c->name == channel) return impl_->SendNow(*c, notification);
   }
   return NotFoundError(fmt::format("no pager channel is named '{}'; configured: {}",
-                                   internal::OneLine(channel, 64),
-                                   fmt::join(ChannelNames(), ", ")));
+                                   ClipToOneLine(channel, 64), fmt::join(ChannelNames(), ", ")));
 }
 
 Result<Delivery> Pager::SendNow(ChannelKind kind, const Notification& notification) {

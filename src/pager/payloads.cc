@@ -254,8 +254,8 @@ Status ValidateEmailAddress(std::string_view address, std::string_view what) {
 }
 
 std::string SanitizeHeaderValue(std::string_view text) {
-  // OneLine squeezes every control character (CR and LF among them) into a single space.
-  return internal::OneLine(text, std::string::npos);
+  // ClipToOneLine squeezes every control character (CR and LF among them) into a single space.
+  return ClipToOneLine(text, std::string::npos);
 }
 
 std::string EmailSubject(const Notification& n) {

@@ -49,7 +49,7 @@ Result<std::string> CurlUrl(const SmtpOptions& options) {
           CURLUE_OK ||
       curl_url_get(url.get(), CURLUPART_URL, &text, 0) != CURLUE_OK) {
     return InvalidArgumentError(fmt::format("SMTP helo_domain '{}' does not fit in the URL",
-                                            internal::OneLine(options.helo_domain, 64)));
+                                            ClipToOneLine(options.helo_domain, 64)));
   }
   std::string out(text);
   curl_free(text);
@@ -64,8 +64,7 @@ Status SmtpSender::Validate() const {
   Result<internal::ParsedUrl> url =
       internal::ParseUrl(options_.url, "SMTP option url", {"smtp", "smtps"});
   if (!url.ok())
-    return Status(url.status().code(),
-                  internal::Scrub(url.status().message(), {options_.password}));
+    return Status(url.status().code(), RedactSecrets(url.status().message(), {options_.password}));
   if (options_.connect_timeout.count() <= 0 || options_.timeout.count() <= 0) {
     return InvalidArgumentError(
         fmt::format("SMTP timeouts must be positive, got connect {} ms and total {} ms",
@@ -107,7 +106,7 @@ Result<Delivery> SmtpSender::Send(std::string_view message, const SmtpEnvelope& 
   std::vector<std::string> secrets = {options_.password};
   if (!parsed.password.empty()) secrets.push_back(parsed.password);
   const auto error = [&](StatusCode code, std::string_view what) {
-    return Status(code, internal::Scrub(fmt::format("SMTP {}: {}", display, what), secrets));
+    return Status(code, RedactSecrets(fmt::format("SMTP {}: {}", display, what), secrets));
   };
   MANN_ASSIGN_OR_RETURN(const std::string url, CurlUrl(options_));
 
@@ -200,7 +199,7 @@ Result<Delivery> SmtpSender::Send(std::string_view message, const SmtpEnvelope& 
       d.error = d.smtp_reply != 0 ? fmt::format("server replied {}: {}", d.smtp_reply, detail)
                                   : fmt::format("transfer failed: {}", detail);
   }
-  d.error = internal::Scrub(std::move(d.error), secrets);
+  d.error = RedactSecrets(std::move(d.error), secrets);
   log::Get("pager")->debug("SMTP done server={} curl={} reply={}", display,
                            static_cast<int>(performed), d.smtp_reply);
   return d;
