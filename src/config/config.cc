@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <mann/config/config.h>
+#include <mann/config/toml_types.h>
 
 #include "keys.h"
 
@@ -44,30 +45,6 @@ struct Offer {
 
 std::string Position(const std::string& path, const toml::source_region& region) {
   return fmt::format("{}:{}:{}", path, region.begin.line, region.begin.column);
-}
-
-std::string_view TomlTypeName(toml::node_type type) {
-  switch (type) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a floating-point number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::date:
-    case toml::node_type::time:
-    case toml::node_type::date_time:
-      return "a date or time";
-    case toml::node_type::none:
-      break;
-  }
-  return "nothing";
 }
 
 // The TOML value as the user wrote it, cut short so one bad array cannot flood the message.
@@ -614,6 +591,30 @@ Environment CurrentEnvironment() {
     env.emplace(text.substr(0, eq), text.substr(eq + 1));
   }
   return env;
+}
+
+std::string_view TomlTypeName(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::date:
+    case toml::node_type::time:
+    case toml::node_type::date_time:
+      return "a date or time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
 }
 
 }  // namespace mann::config

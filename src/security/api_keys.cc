@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 #include <toml++/toml.h>
 
+#include <mann/config/toml_types.h>
 #include <mann/core/entry.h>
 #include <mann/core/log.h>
 #include <mann/core/memory_bank.h>
@@ -117,29 +118,7 @@ std::string Quote(std::string_view text) {
   return out + "\"";
 }
 
-std::string_view TomlTypeName(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a floating-point number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::date:
-    case toml::node_type::time:
-    case toml::node_type::date_time:
-      return "a date or time";
-    case toml::node_type::none:
-      break;
-  }
-  return "nothing";
-}
+std::string_view TomlTypeName(const toml::node& node) { return config::TomlTypeName(node.type()); }
 
 bool IsValidKeyName(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
