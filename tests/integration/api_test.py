@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -265,13 +264,7 @@ def main():
                 check(srv.stop() == 0, "the first server stops with exit 0")
         checks.scenario("shutdown", test_shutdown, args.mann, root)
     finally:
-        if checks.failures:
-            for name in sorted(os.listdir(root)):
-                if name.endswith(".log"):
-                    with open(os.path.join(root, name)) as f:
-                        tail = f.read()[-2000:]
-                    print(f"--- {name} (tail)\n{tail}")
-        shutil.rmtree(root, ignore_errors=True)
+        harness.clean_up(checks, root)
     return checks.summary()
 
 

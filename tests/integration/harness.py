@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -73,6 +74,18 @@ def json_document(checks, args, code, out, err):
 
 
 # ---- `mann serve` over loopback HTTP ----------------------------------------------------------
+
+def clean_up(checks, root):
+    """When a check failed, prints the tail of each log under `root` (what the servers said);
+    then removes `root`."""
+    if checks.failures:
+        for name in sorted(os.listdir(root)):
+            if name.endswith(".log"):
+                with open(os.path.join(root, name)) as f:
+                    tail = f.read()[-2000:]
+                print(f"--- {name} (tail)\n{tail}")
+    shutil.rmtree(root, ignore_errors=True)
+
 
 def free_port():
     with socket.socket() as s:

@@ -31,7 +31,6 @@ import json
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -749,13 +748,7 @@ def main():
             if mail is not None:
                 mail.stop()
     finally:
-        if checks.failures:
-            for name in sorted(os.listdir(root)):
-                if name.endswith(".log"):
-                    with open(os.path.join(root, name)) as f:
-                        tail = f.read()[-2000:]
-                    print(f"--- {name} (tail)\n{tail}")
-        shutil.rmtree(root, ignore_errors=True)
+        harness.clean_up(checks, root)
     print(f"pager_test: {time.monotonic() - started:.1f} s")
     return checks.summary()
 

@@ -14,7 +14,6 @@ import argparse
 import http.client
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -223,13 +222,7 @@ def main():
                 if srv is not None:
                     check(srv.stop() == 0, "mann serve stops with exit 0")
     finally:
-        if checks.failures:
-            for name in sorted(os.listdir(root)):
-                if name.endswith(".log"):
-                    with open(os.path.join(root, name)) as f:
-                        tail = f.read()[-2000:]
-                    print(f"--- {name} (tail)\n{tail}")
-        shutil.rmtree(root, ignore_errors=True)
+        harness.clean_up(checks, root)
     return checks.summary()
 
 

@@ -13,7 +13,6 @@ Exit status 0 when every check passed; otherwise the failed checks are listed.
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -355,13 +354,7 @@ def main():
         checks.scenario("exposure", test_exposure, args.mann, root)
         checks.scenario("shutdown grace", test_shutdown_grace, args.mann, root)
     finally:
-        if checks.failures:
-            for name in sorted(os.listdir(root)):
-                if name.endswith(".log"):
-                    with open(os.path.join(root, name)) as f:
-                        tail = f.read()[-2000:]
-                    print(f"--- {name} (tail)\n{tail}")
-        shutil.rmtree(root, ignore_errors=True)
+        harness.clean_up(checks, root)
     return checks.summary()
 
 
