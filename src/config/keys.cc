@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 
+#include <mann/core/strings.h>
 #include <mann/monitor/alerts.h>
 #include <mann/pager/payloads.h>
 #include <mann/security/cors.h>
@@ -64,7 +65,7 @@ bool IsRateLimitRuleList(const std::string& s) { return security::ParseRateLimit
 
 bool IsEmptyOrHttpUrl(const std::string& s) {
   if (s.empty()) return true;
-  const std::string lower = ToLower(s);
+  const std::string lower = AsciiLower(s);
   std::size_t authority = 0;
   if (lower.starts_with("http://")) {
     authority = 7;
@@ -84,7 +85,7 @@ bool IsEmptyOrHttpUrl(const std::string& s) {
 // starts (SmtpSender::Validate).
 bool IsEmptyOrSmtpUrl(const std::string& s) {
   if (s.empty()) return true;
-  const std::string lower = ToLower(s);
+  const std::string lower = AsciiLower(s);
   std::size_t authority = 0;
   if (lower.starts_with("smtp://")) {
     authority = 7;
@@ -821,13 +822,6 @@ std::vector<KeySpec> BuildTable() {
   return t;
 }
 
-std::string_view Trim(std::string_view s) {
-  auto blank = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
-  while (!s.empty() && blank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && blank(s.back())) s.remove_suffix(1);
-  return s;
-}
-
 // from_chars refuses a leading '+', which people do write ("+5"); accept exactly one.
 std::string_view StripPlus(std::string_view s) {
   if (s.size() > 1 && s[0] == '+' && s[1] != '-' && s[1] != '+') s.remove_prefix(1);
@@ -868,7 +862,7 @@ std::optional<std::size_t> FindKeyIndex(std::string_view key) {
 }
 
 std::optional<std::string> SuggestKey(std::string_view unknown) {
-  const std::string lower = ToLower(unknown);
+  const std::string lower = AsciiLower(unknown);
   const bool dotted = lower.find('.') != std::string::npos;
   std::optional<std::string> best;
   std::size_t best_distance = std::numeric_limits<std::size_t>::max();
@@ -882,7 +876,7 @@ std::optional<std::string> SuggestKey(std::string_view unknown) {
   for (const KeySpec& spec : KeySpecs()) {
     const std::string& key = spec.info.key;
     consider(key, key);
-    if (!spec.info.env.empty()) consider(ToLower(spec.info.env), key);
+    if (!spec.info.env.empty()) consider(AsciiLower(spec.info.env), key);
     if (!dotted) consider(std::string_view(key).substr(key.find('.') + 1), key);
   }
   // Beyond this the "suggestion" is more likely noise than the intended key.
@@ -893,11 +887,11 @@ std::optional<std::string> SuggestKey(std::string_view unknown) {
 
 std::optional<Value> ParseText(ValueType type, std::string_view text) {
   if (type == ValueType::kString) return std::string(text);
-  const std::string_view s = StripPlus(Trim(text));
+  const std::string_view s = StripPlus(TrimSpace(text));
   if (s.empty()) return std::nullopt;
   switch (type) {
     case ValueType::kBool: {
-      const std::string lower = ToLower(s);
+      const std::string lower = AsciiLower(s);
       if (lower == "true" || lower == "1" || lower == "yes" || lower == "on") return true;
       if (lower == "false" || lower == "0" || lower == "no" || lower == "off") return false;
       return std::nullopt;
@@ -944,7 +938,7 @@ std::optional<std::string> Check(const KeySpec& spec, Value& value) {
     }
     std::optional<std::string> operator()(const Choice& c) const {
       std::string& text = std::get<std::string>(value);
-      const std::string lower = ToLower(text);
+      const std::string lower = AsciiLower(text);
       for (std::string_view allowed : c.allowed) {
         if (lower == allowed) {
           text = lower;
@@ -996,12 +990,6 @@ std::string Quote(std::string_view text) {
     }
   }
   out += '"';
-  return out;
-}
-
-std::string ToLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 

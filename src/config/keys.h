@@ -75,6 +75,4 @@ std::string FormatValue(const Value& value);
 // A double-quoted, escaped rendering of arbitrary text, safe to print on one line.
 std::string Quote(std::string_view text);
 
-std::string ToLower(std::string_view text);
-
 }  // namespace mann::config::internal

@@ -12,6 +12,7 @@
 
 #include <mann/core/entry_json.h>
 #include <mann/core/log.h>
+#include <mann/core/strings.h>
 #include <mann/monitor/alerts.h>
 
 namespace mann::monitor {
@@ -22,12 +23,6 @@ using std::chrono::seconds;
 std::shared_ptr<spdlog::logger> Log() {
   static const std::shared_ptr<spdlog::logger> logger = log::Get("monitor");
   return logger;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
 }
 
 std::vector<std::string_view> SplitWords(std::string_view s) {
@@ -139,7 +134,7 @@ Result<AlertRule> ParseRule(std::string_view text) {
   // [name:]
   std::string_view rest = text;
   if (const std::size_t colon = text.find(':'); colon != std::string_view::npos) {
-    rule.name = std::string(Trim(text.substr(0, colon)));
+    rule.name = std::string(TrimSpace(text.substr(0, colon)));
     rest = text.substr(colon + 1);
     if (rule.name.empty()) return InvalidArgumentError("the name before ':' is empty");
   }
@@ -153,7 +148,7 @@ Result<AlertRule> ParseRule(std::string_view text) {
     }
     return InvalidArgumentError("expected 'metric > threshold'");
   }
-  rule.metric = std::string(Trim(rest.substr(0, gt)));
+  rule.metric = std::string(TrimSpace(rest.substr(0, gt)));
   if (!IsMetricName(rule.metric)) {
     return InvalidArgumentError(
         fmt::format("metric '{}' must match [a-z_][a-z0-9_]*", rule.metric));
@@ -271,13 +266,13 @@ Status ValidateAlertRules(const std::vector<AlertRule>& rules) {
 
 Result<std::vector<AlertRule>> ParseAlertRules(std::string_view text) {
   std::vector<AlertRule> rules;
-  if (Trim(text).empty()) return rules;
+  if (TrimSpace(text).empty()) return rules;
   std::size_t position = 0;
   std::size_t start = 0;
   while (start <= text.size()) {
     std::size_t comma = text.find(',', start);
     if (comma == std::string_view::npos) comma = text.size();
-    const std::string_view piece = Trim(text.substr(start, comma - start));
+    const std::string_view piece = TrimSpace(text.substr(start, comma - start));
     ++position;
     Result<AlertRule> rule = ParseRule(piece);
     if (!rule.ok()) {

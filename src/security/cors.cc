@@ -4,22 +4,11 @@
 
 #include <fmt/format.h>
 
+#include <mann/core/strings.h>
 #include <mann/security/cors.h>
 
 namespace mann::security {
 namespace {
-
-std::string ToLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 bool IsHostChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
@@ -31,7 +20,7 @@ Result<std::string> CanonicalOrigin(std::string_view entry) {
   auto refuse = [&](std::string_view why) {
     return InvalidArgumentError(fmt::format("CORS origin \"{}\" {}", entry, why));
   };
-  const std::string text = ToLower(entry);
+  const std::string text = AsciiLower(entry);
   if (text == "null") {
     return refuse(
         "is refused: browsers send \"null\" from sandboxed iframes, file:// pages and "
@@ -106,8 +95,8 @@ std::string Join(const std::vector<std::string>& items) {
 bool VaryCovers(std::string_view vary, std::string_view token) {
   while (!vary.empty()) {
     const std::size_t comma = vary.find(',');
-    const std::string_view item = Trim(vary.substr(0, comma));
-    if (item == "*" || ToLower(item) == ToLower(token)) return true;
+    const std::string_view item = TrimSpace(vary.substr(0, comma));
+    if (item == "*" || AsciiLower(item) == AsciiLower(token)) return true;
     if (comma == std::string_view::npos) break;
     vary.remove_prefix(comma + 1);
   }
@@ -117,9 +106,9 @@ bool VaryCovers(std::string_view vary, std::string_view token) {
 void AddVaryOrigin(server::Response& response) {
   std::string combined;
   for (const auto& [name, value] : response.headers.fields()) {
-    if (ToLower(name) != "vary" || Trim(value).empty()) continue;
+    if (AsciiLower(name) != "vary" || TrimSpace(value).empty()) continue;
     if (!combined.empty()) combined += ", ";
-    combined += Trim(value);
+    combined += TrimSpace(value);
   }
   if (VaryCovers(combined, "Origin")) return;
   response.headers.Set("Vary", combined.empty() ? "Origin" : combined + ", Origin");
@@ -137,7 +126,7 @@ struct CorsPolicy {
   std::string max_age_text;
 
   bool Allows(std::string_view origin) const {
-    const std::string lower = ToLower(origin);
+    const std::string lower = AsciiLower(origin);
     if (lower == "null") return false;
     if (wildcard) return true;
     return std::find(origins.begin(), origins.end(), lower) != origins.end();
@@ -191,7 +180,7 @@ Result<std::vector<std::string>> ParseOriginList(std::string_view comma_separate
   std::string_view rest = comma_separated;
   while (!rest.empty()) {
     const std::size_t comma = rest.find(',');
-    const std::string_view entry = Trim(rest.substr(0, comma));
+    const std::string_view entry = TrimSpace(rest.substr(0, comma));
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     if (entry.empty()) continue;
     std::string origin;
@@ -232,7 +221,7 @@ Status ValidateCors(const CorsOptions& options) {
   for (const auto* list :
        {&options.allowed_methods, &options.allowed_headers, &options.exposed_headers}) {
     for (const std::string& item : *list) {
-      if (Trim(item).empty() || item.find_first_of(", \t\r\n") != std::string::npos) {
+      if (TrimSpace(item).empty() || item.find_first_of(", \t\r\n") != std::string::npos) {
         return InvalidArgumentError(
             fmt::format("CORS method and header names must be single tokens, got \"{}\"", item));
       }
@@ -251,7 +240,7 @@ server::Middleware CorsMiddleware(CorsOptions options) {
     if (origin == "*") {
       policy.wildcard = true;
     } else {
-      policy.origins.push_back(ToLower(origin));
+      policy.origins.push_back(AsciiLower(origin));
     }
   }
   policy.credentials = options.allow_credentials && !policy.wildcard;

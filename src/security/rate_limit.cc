@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <mann/core/log.h>
+#include <mann/core/strings.h>
 #include <mann/metrics/registry.h>
 #include <mann/security/principal.h>
 #include <mann/security/rate_limit.h>
@@ -19,18 +20,6 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::nanoseconds;
 
 constexpr std::int64_t kMaxLimit = 1'000'000'000;
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
-std::string ToLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // "minute", "90 seconds", "1500 ns": the period as a phrase after "per".
 std::string PeriodText(nanoseconds period) {
@@ -44,7 +33,7 @@ std::string PeriodText(nanoseconds period) {
 
 std::optional<nanoseconds> ParseUnit(std::string_view unit) {
   using namespace std::chrono_literals;
-  const std::string lower = ToLower(unit);
+  const std::string lower = AsciiLower(unit);
   if (lower == "s" || lower == "second" || lower == "seconds") return 1s;
   if (lower == "m" || lower == "minute" || lower == "minutes") return 1min;
   if (lower == "h" || lower == "hour" || lower == "hours") return 1h;
@@ -62,12 +51,12 @@ Result<RateLimitRule> ParseRule(std::string_view text) {
 
   // METHOD ROUTE
   std::vector<std::string_view> words;
-  std::string_view lhs = Trim(text.substr(0, equals));
+  std::string_view lhs = TrimSpace(text.substr(0, equals));
   while (!lhs.empty()) {
     std::size_t end = 0;
     while (end < lhs.size() && !std::isspace(static_cast<unsigned char>(lhs[end]))) ++end;
     words.push_back(lhs.substr(0, end));
-    lhs = Trim(lhs.substr(end));
+    lhs = TrimSpace(lhs.substr(end));
   }
   if (words.size() != 2) {
     return refuse("must name a method and a route before '=', e.g. \"POST /memories\" or \"* *\"");
@@ -89,13 +78,13 @@ Result<RateLimitRule> ParseRule(std::string_view text) {
   }
 
   // N/UNIT
-  const std::string_view rhs = Trim(text.substr(equals + 1));
+  const std::string_view rhs = TrimSpace(text.substr(equals + 1));
   const std::size_t slash = rhs.find('/');
   if (slash == std::string_view::npos) {
     return refuse("the limit must be N/UNIT, e.g. 10/minute");
   }
-  const std::string_view count = Trim(rhs.substr(0, slash));
-  const std::string_view unit = Trim(rhs.substr(slash + 1));
+  const std::string_view count = TrimSpace(rhs.substr(0, slash));
+  const std::string_view unit = TrimSpace(rhs.substr(slash + 1));
   std::int64_t limit = 0;
   const auto [end, ec] = std::from_chars(count.data(), count.data() + count.size(), limit);
   if (count.empty() || ec != std::errc() || end != count.data() + count.size() || limit < 1 ||
@@ -177,7 +166,7 @@ Result<std::vector<RateLimitRule>> ParseRateLimitRules(std::string_view comma_se
   std::string_view rest = comma_separated;
   while (!rest.empty()) {
     const std::size_t comma = rest.find(',');
-    const std::string_view text = Trim(rest.substr(0, comma));
+    const std::string_view text = TrimSpace(rest.substr(0, comma));
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     if (text.empty()) continue;
     MANN_ASSIGN_OR_RETURN(RateLimitRule rule, ParseRule(text));

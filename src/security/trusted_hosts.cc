@@ -5,22 +5,11 @@
 #include <fmt/format.h>
 
 #include <mann/core/log.h>
+#include <mann/core/strings.h>
 #include <mann/security/trusted_hosts.h>
 
 namespace mann::security {
 namespace {
-
-std::string ToLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 // Host names as RFC 1123 writes them, plus '_' (container and service names carry it): dot-
 // separated labels of 1 to 63 letters, digits, '-' or '_', 253 characters at most. IPv4
@@ -57,7 +46,7 @@ std::string_view DropTrailingDot(std::string_view name) {
 // The host a Host header names, lower-case, without port or trailing dot; nullopt when the
 // header is not `host[:port]`.
 std::optional<std::string> HostOf(std::string_view header) {
-  std::string_view value = Trim(header);
+  std::string_view value = TrimSpace(header);
   std::string_view host;
   std::string_view rest;
   if (value.starts_with('[')) {
@@ -80,7 +69,7 @@ std::optional<std::string> HostOf(std::string_view header) {
       return std::nullopt;
     }
   }
-  std::string lower = ToLower(DropTrailingDot(host));
+  std::string lower = AsciiLower(DropTrailingDot(host));
   if (!lower.starts_with('[') && !IsHostName(lower)) return std::nullopt;
   return lower;
 }
@@ -91,7 +80,7 @@ Result<std::string> ParseHostEntry(std::string_view entry) {
     return InvalidArgumentError(fmt::format("trusted host \"{}\" {}", entry, why));
   };
   if (entry == "*") return std::string("*");
-  const std::string lower = ToLower(entry);
+  const std::string lower = AsciiLower(entry);
 
   if (lower.find("://") != std::string::npos) {
     return refuse("is a URL; list the host name alone, e.g. \"api.example.com\"");
@@ -133,7 +122,7 @@ std::vector<std::string> DefaultTrustedHosts(std::string_view bind_host) {
       hosts.push_back(std::move(host));
     }
   };
-  std::string bind = ToLower(DropTrailingDot(Trim(bind_host)));
+  std::string bind = AsciiLower(DropTrailingDot(TrimSpace(bind_host)));
   if (bind.find(':') != std::string::npos && !bind.starts_with('[')) bind = "[" + bind + "]";
   add(std::move(bind));
   add("localhost");
@@ -147,7 +136,7 @@ Result<std::vector<std::string>> ParseHostList(std::string_view comma_separated)
   std::string_view rest = comma_separated;
   while (!rest.empty()) {
     const std::size_t comma = rest.find(',');
-    const std::string_view entry = Trim(rest.substr(0, comma));
+    const std::string_view entry = TrimSpace(rest.substr(0, comma));
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     if (entry.empty()) continue;
     MANN_ASSIGN_OR_RETURN(std::string host, ParseHostEntry(entry));
@@ -179,7 +168,7 @@ server::Middleware TrustedHostsMiddleware(std::vector<std::string> hosts) {
     } else if (host.starts_with("*.")) {
       policy.suffixes.push_back(host.substr(1));
     } else {
-      policy.exact.push_back(ToLower(DropTrailingDot(host)));
+      policy.exact.push_back(AsciiLower(DropTrailingDot(host)));
     }
   }
 
