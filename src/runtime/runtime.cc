@@ -13,6 +13,8 @@
 #include <mann/encode/use_lite_encoder.h>
 #include <mann/index/fusion.h>
 #include <mann/runtime/runtime.h>
+#include <mann/store/postgres_store.h>
+#include <mann/store/sqlite_store.h>
 #include <mann/text/gloss.h>
 
 namespace mann::runtime {
@@ -61,6 +63,26 @@ Status EnsureDataDir(const std::string& dir) {
 std::string DatabasePath(const std::string& data_dir) {
   if (!data_dir.empty() && data_dir.back() == '/') return data_dir + "mann.db";
   return data_dir + "/mann.db";
+}
+
+Result<std::unique_ptr<store::Store>> OpenStore(const config::StorageConfig& storage) {
+  if (storage.backend == "postgres") {
+    store::PostgresOptions options;
+    options.url = storage.postgres_url;
+    if (storage.postgres_connect_timeout.count() > 0) {
+      options.connect_timeout = storage.postgres_connect_timeout;
+    }
+    MANN_ASSIGN_OR_RETURN(auto pg, store::PostgresStore::Open(options));
+    return std::unique_ptr<store::Store>(std::move(pg));
+  }
+  if (storage.backend != "sqlite" && !storage.backend.empty()) {
+    return InvalidArgumentError(fmt::format(
+        "storage.backend must be one of: sqlite, postgres, got \"{}\"", storage.backend));
+  }
+  store::SqliteOptions options;
+  options.path = DatabasePath(storage.data_dir);
+  MANN_ASSIGN_OR_RETURN(auto sqlite, store::SqliteStore::Open(options));
+  return std::unique_ptr<store::Store>(std::move(sqlite));
 }
 
 Result<BankOptions> BankOptionsFromConfig(const config::Config& config) {
@@ -170,6 +192,27 @@ Status Runtime::OpenEncoders() {
   return Status::Ok();
 }
 
+Result<std::unique_ptr<chat::LlmResponder>> MakeLlmResponder(const config::LlmConfig& llm,
+                                                             chat::Responder& fallback) {
+  llm::ClientOptions client;
+  client.base_url = llm.base_url;
+  client.model = llm.model;
+  client.api_key = llm.api_key;
+  client.connect_timeout = llm.connect_timeout;
+  client.timeout = llm.timeout;
+  client.temperature = llm.temperature;
+  MANN_ASSIGN_OR_RETURN(auto chat_client, llm::ChatClient::Create(std::move(client)));
+  chat::LlmResponderOptions options;
+  options.max_prompt_tokens = static_cast<std::size_t>(llm.max_prompt_tokens);
+  options.breaker.failure_threshold = static_cast<int>(llm.breaker_failures);
+  options.breaker.open_duration = llm.breaker_open_duration;
+  log::Get("runtime")->info(
+      "chat replies through the model endpoint={} model={} "
+      "memory_decisions={}",
+      chat_client->display_url(), llm.model, llm.memory_decisions);
+  return chat::LlmResponder::Create(std::move(chat_client), fallback, options);
+}
+
 Status Runtime::RegisterMetrics() {
   metrics::Registry& registry = metrics::Registry::Default();
   MANN_ASSIGN_OR_RETURN(
@@ -216,17 +259,18 @@ Result<std::unique_ptr<Runtime>> Runtime::Open(const config::Config& config, con
   MANN_RETURN_IF_ERROR(ConfigureLogging(config.log));
   std::unique_ptr<Runtime> rt(new Runtime(config, clock));
 
-  // Storage first: everything else is rebuilt from it.
-  if (config.storage.backend != "sqlite" && !config.storage.backend.empty()) {
-    return InvalidArgumentError(
-        fmt::format("storage.backend \"{}\" is not available in this build; use sqlite",
-                    config.storage.backend));
-  }
+  // Storage first: everything else is rebuilt from it. The data directory is made for both
+  // backends: it also holds the chat history and is where the disk probe looks.
   MANN_RETURN_IF_ERROR(EnsureDataDir(config.storage.data_dir));
-  rt->database_path_ = DatabasePath(config.storage.data_dir);
-  store::SqliteOptions store_options;
-  store_options.path = rt->database_path_;
-  MANN_ASSIGN_OR_RETURN(rt->store_, store::SqliteStore::Open(store_options));
+  MANN_ASSIGN_OR_RETURN(rt->store_, OpenStore(config.storage));
+  rt->database_path_ = config.storage.backend == "postgres" ? rt->store_->Describe()
+                                                            : DatabasePath(config.storage.data_dir);
+  // Read before the bank loads, so a write another replica commits during the load is not
+  // missed by the follower (it is applied a second time instead, which is harmless).
+  std::int64_t follow_from = 0;
+  if (rt->store_->SharedByReplicas()) {
+    MANN_ASSIGN_OR_RETURN(follow_from, rt->store_->LastChangeSeq());
+  }
 
   // Text analysis and the dense encoders.
   rt->analyzer_ = std::make_unique<text::Analyzer>();
@@ -239,11 +283,23 @@ Result<std::unique_ptr<Runtime>> Runtime::Open(const config::Config& config, con
   if (rt->encoder_status_.fallback()) bank_open.write_back = false;
   MANN_ASSIGN_OR_RETURN(rt->bank_, MemoryBank::Open(bank_options, *rt->store_, *rt->router_,
                                                     *rt->analyzer_, clock, std::move(bank_open)));
+  if (rt->store_->SharedByReplicas()) {
+    MANN_ASSIGN_OR_RETURN(rt->follower_,
+                          ReplicaFollower::Start(*rt->store_, *rt->bank_, follow_from));
+  }
   rt->responder_ = std::make_unique<chat::GroundedResponder>();
+  chat::Responder* responder = rt->responder_.get();
+  if (!config.llm.base_url.empty()) {
+    MANN_ASSIGN_OR_RETURN(rt->llm_, MakeLlmResponder(config.llm, *rt->responder_));
+    responder = rt->llm_.get();
+  }
   chat::ChatOptions chat_options;
   chat_options.min_relevance = config.chat.min_relevance;
-  rt->engine_ = std::make_unique<chat::ChatEngine>(*rt->bank_, *rt->store_, *rt->responder_, clock,
-                                                   chat_options);
+  rt->engine_ =
+      std::make_unique<chat::ChatEngine>(*rt->bank_, *rt->store_, *responder, clock, chat_options);
+  if (rt->llm_ != nullptr && config.llm.memory_decisions) {
+    rt->engine_->SetMemoryDecider(rt->llm_.get());
+  }
 
   MANN_RETURN_IF_ERROR(rt->RegisterMetrics());
   log::Get("runtime")->debug("runtime opened store={} memories={}", rt->store_->Describe(),

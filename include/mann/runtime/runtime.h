@@ -3,9 +3,13 @@
 // Open() wires the pieces every face of mann (the terminal chat, the memory commands, later the
 // HTTP server) needs, in dependency order:
 //
-//   data dir (created 0700) -> SqliteStore <data_dir>/mann.db -> Analyzer
+//   data dir (created 0700) -> store: SqliteStore <data_dir>/mann.db, or PostgresStore at
+//     storage.postgres_url (storage.backend) -> Analyzer
 //     -> encoders (the configured dense encoder, the hashed one) -> Router
-//     -> MemoryBank -> GroundedResponder -> ChatEngine
+//     -> MemoryBank -> GroundedResponder [-> LlmResponder, when llm.base_url is set] -> ChatEngine
+//
+// With a store shared by replicas (PostgreSQL) a ReplicaFollower then keeps the bank up to date
+// with the other replicas' writes.
 //
 // and tears them down in the reverse order, so the bank flushes into a store that is still open
 // and the engine never outlives the bank it reads. Nothing here touches the terminal: errors come
@@ -21,6 +25,7 @@
 #include <vector>
 
 #include <mann/chat/chat_engine.h>
+#include <mann/chat/llm_responder.h>
 #include <mann/chat/responder.h>
 #include <mann/config/config.h>
 #include <mann/core/clock.h>
@@ -29,7 +34,8 @@
 #include <mann/encode/hashed_encoder.h>
 #include <mann/encode/router.h>
 #include <mann/metrics/registry.h>
-#include <mann/store/sqlite_store.h>
+#include <mann/runtime/replica_follower.h>
+#include <mann/store/store.h>
 #include <mann/text/analyzer.h>
 
 namespace mann::runtime {
@@ -41,9 +47,18 @@ Status EnsureDataDir(const std::string& dir);
 // The database file inside a data directory.
 std::string DatabasePath(const std::string& data_dir);
 
+// Opens the store storage.backend names: SqliteStore at DatabasePath(storage.data_dir) (the
+// directory must exist), or PostgresStore at storage.postgres_url.
+Result<std::unique_ptr<store::Store>> OpenStore(const config::StorageConfig& storage);
+
 // Translates the memory and retrieval settings; InvalidArgument naming the key for a fusion
 // method that index::ParseFusionMethod does not know.
 Result<BankOptions> BankOptionsFromConfig(const config::Config& config);
+
+// The language-model responder the llm.* settings describe, falling back to `fallback` (which
+// must outlive it). InvalidArgument naming the key for settings the client refuses.
+Result<std::unique_ptr<chat::LlmResponder>> MakeLlmResponder(const config::LlmConfig& llm,
+                                                             chat::Responder& fallback);
 
 // Applies log.level and log.file to every logger of the process.
 Status ConfigureLogging(const config::LogConfig& log);
@@ -80,6 +95,7 @@ class Runtime {
   Runtime& operator=(const Runtime&) = delete;
 
   const config::Config& config() const { return config_; }
+  // The SQLite file; for PostgreSQL the store's Describe() (the URL without password).
   const std::string& database_path() const { return database_path_; }
   const Clock& clock() const { return clock_; }
 
@@ -88,7 +104,11 @@ class Runtime {
   const encode::Router& router() const { return *router_; }
   const EncoderStatus& encoder_status() const { return encoder_status_; }
   MemoryBank& bank() { return *bank_; }
+  // Follows the other replicas' writes; nullptr unless the store is shared (PostgreSQL).
+  ReplicaFollower* follower() { return follower_.get(); }
   chat::ChatEngine& chat() { return *engine_; }
+  // The language-model responder, or nullptr when llm.base_url is empty.
+  chat::LlmResponder* llm() { return llm_.get(); }
 
  private:
   Runtime(config::Config config, const Clock& clock);
@@ -100,14 +120,16 @@ class Runtime {
   const Clock& clock_;
 
   // Declared in opening order: members are destroyed bottom-up, each before what it uses.
-  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<store::Store> store_;
   std::unique_ptr<text::Analyzer> analyzer_;
   std::unique_ptr<encode::HashedEncoder> hashed_;
   std::unique_ptr<encode::Encoder> dense_;  // the sentence or remote encoder; null in fallback
   std::unique_ptr<encode::Router> router_;
   EncoderStatus encoder_status_;
   std::unique_ptr<MemoryBank> bank_;
+  std::unique_ptr<ReplicaFollower> follower_;  // null unless store_->SharedByReplicas()
   std::unique_ptr<chat::GroundedResponder> responder_;
+  std::unique_ptr<chat::LlmResponder> llm_;  // falls back to responder_
   std::unique_ptr<chat::ChatEngine> engine_;
   // Scrape-time metrics that read the members above; declared last, so removed first.
   std::vector<metrics::CallbackHandle> metrics_;

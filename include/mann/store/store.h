@@ -9,19 +9,22 @@
 // one row per (notification, channel), written before anything is sent, so a notification
 // survives a crash and is resumed by the next process. See "Pager outbox" below.
 //
-// Implementations: SqliteStore (embedded default). A PostgreSQL store for shared replicas
-// implements the same interface.
+// Implementations: SqliteStore (embedded default, one process) and PostgresStore (one database
+// shared by several `mann serve` replicas). A shared store also keeps a change log (see
+// "Replica change log" below) from which each replica brings its in-memory bank up to date.
 //
 // Thread-safety: every member is safe to call from any thread. Concurrent Commit() calls may be
 // grouped into one transaction (group commit); each caller still learns its own outcome.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <future>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <mann/core/entry.h>
@@ -143,6 +146,25 @@ struct OutboxChannelStats {
   TimestampMs last_dead_ms = 0;  // when the newest dead row died; 0 when none ever did
 };
 
+// --- Replica change log ---
+//
+// A store shared by several processes appends one change row per entry that a Commit upserts,
+// deletes or forgets, in the same transaction, numbered by a sequence that grows in commit order
+// (a reader that has seen seq N will never later see a new row below N). A row names the entry
+// only; ChangesSince() joins it with the entry as it is *now*, so a reader that applies the rows
+// in order ends with the store's current state even when it skips intermediate versions.
+struct Change {
+  std::int64_t seq = 0;
+  std::string ns;
+  std::string entry_id;
+  // True when the entry is not live now (deleted, forgotten or evicted since). Decided by the
+  // entry's current state, not by what the logged write was: an upsert followed by a delete
+  // reads as two removals, a delete followed by a restore as two upserts.
+  bool removed = false;
+  std::optional<StoredEntry> entry;  // the entry now, when not removed
+  TimestampMs at_ms = 0;             // when the change was logged, by the database's clock
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -224,7 +246,33 @@ class Store {
   virtual Status CheckIntegrity() = 0;
 
   // A short description for logs and `mann config show` ("sqlite:/var/lib/mann/mann.db").
+  // Never contains a password.
   virtual std::string Describe() const = 0;
+
+  // --- Replica change log (see above). The defaults describe a store nobody else writes. ---
+
+  // True when other processes write to the same data, so a memory bank must follow the change
+  // log to see their writes.
+  virtual bool SharedByReplicas() const { return false; }
+
+  // The newest change's seq; 0 when none was ever logged. A follower starts here.
+  virtual Result<std::int64_t> LastChangeSeq() { return std::int64_t{0}; }
+
+  // Changes with seq > after_seq, oldest first, at most `limit`. FailedPrecondition when rows
+  // after `after_seq` were already pruned: the reader missed changes and must reload everything.
+  virtual Result<std::vector<Change>> ChangesSince(std::int64_t after_seq, std::size_t limit) {
+    (void)after_seq;
+    (void)limit;
+    return std::vector<Change>{};
+  }
+
+  // Waits until a change may have been logged since the previous call, or `timeout` passes;
+  // OK in both cases (the caller reads ChangesSince() either way). Unavailable when the store
+  // cannot be reached. Spurious wake-ups are allowed. One caller at a time.
+  virtual Status WaitForChanges(std::chrono::milliseconds timeout) {
+    std::this_thread::sleep_for(timeout);
+    return Status::Ok();
+  }
 };
 
 }  // namespace mann::store
