@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <mann/cache/alert_lock.h>
 #include <mann/core/entry_json.h>
 #include <mann/monitor/probes.h>
 
@@ -167,11 +168,16 @@ monitor::AlertSink PagerSink(pager::Pager& pager) {
   };
 }
 
-monitor::NotifyGate ReplicaNotifyGate(const config::Config&) {
-  // Replicas sharing one PostgreSQL database would each page for the same alert. The lock that
-  // elects one of them (in Redis, beside the shared cache) is not built yet; when it is, this
-  // returns a gate asking it, and the monitor keeps the withheld events in its history.
-  return {};
+monitor::NotifyGate ReplicaNotifyGate(const config::Config& config,
+                                      std::shared_ptr<cache::RedisClient> redis) {
+  if (redis == nullptr) return {};
+  // Replicas tick independently, up to one interval apart: the lock must outlive that spread
+  // so that the later replica finds it held.
+  const auto ttl = std::max<std::chrono::milliseconds>(std::chrono::seconds(10),
+                                                       2 * config.monitoring.health_check_interval);
+  auto lock = std::make_shared<cache::AlertLock>(cache::AlertLockOptions{
+      .redis = std::move(redis), .key_prefix = config.redis.key_prefix, .ttl = ttl});
+  return [lock](const std::string& dedup_key) { return lock->MayNotify(dedup_key); };
 }
 
 // ---- Health checks ---------------------------------------------------------------------------
@@ -236,6 +242,24 @@ Status RegisterServiceChecks(monitor::HealthChecker& checker, runtime::Runtime& 
       if (!h.ok) return {monitor::HealthState::kDegraded, h.reason};
       return {monitor::HealthState::kHealthy,
               fmt::format("delivering to {}", fmt::join(pager->ChannelNames(), ", "))};
+    }));
+  }
+
+  if (options.redis != nullptr) {
+    cache::RedisClient* redis = options.redis;
+    MANN_RETURN_IF_ERROR(checker.Register("redis", [redis]() -> monitor::CheckResult {
+      const auto start = std::chrono::steady_clock::now();
+      if (Status st = redis->Ping(); !st.ok()) {
+        return {monitor::HealthState::kDegraded,
+                fmt::format("{}; serving goes on: search answers are not cached, rate limits "
+                            "are per replica and every replica may page",
+                            st.message())};
+      }
+      const std::chrono::duration<double, std::milli> took =
+          std::chrono::steady_clock::now() - start;
+      return {monitor::HealthState::kHealthy,
+              fmt::format("redis {} answered PING in {:.1f} ms", redis->endpoint().Describe(),
+                          took.count())};
     }));
   }
 

@@ -6,7 +6,7 @@
 //   MANN_ASSIGN_OR_RETURN(auto pager, pager::Pager::Create(std::move(po), rt.store()));
 //   MANN_ASSIGN_OR_RETURN(monitor::MonitorOptions mo, MonitorOptionsFromConfig(config));
 //   mo.sink = PagerSink(*pager);
-//   mo.may_notify = ReplicaNotifyGate(config);
+//   mo.may_notify = ReplicaNotifyGate(config, redis);  // redis: nullptr without redis.url
 //   MANN_ASSIGN_OR_RETURN(auto monitor, monitor::Monitor::Create(std::move(mo)));
 //   MANN_RETURN_IF_ERROR(RegisterServiceChecks(monitor->health(), rt, {.pager = pager.get()}));
 //
@@ -18,10 +18,12 @@
 // (the bank, the store and the pager are safe for concurrent use).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <mann/cache/redis.h>
 #include <mann/config/config.h>
 #include <mann/core/memory_bank.h>
 #include <mann/core/status.h>
@@ -82,11 +84,13 @@ pager::Notification NotificationFromAlertEvent(const monitor::AlertEvent& event)
 // The pager must outlive the sink.
 monitor::AlertSink PagerSink(pager::Pager& pager);
 
-// Decides which alert events this process delivers: the hook where a cluster-wide lock plugs
-// in, so that of several replicas watching one database only the lock holder pages for a
-// given alert. Every replica delivers everything until that lock exists: the returned gate is
-// empty, which the monitor reads as "always".
-monitor::NotifyGate ReplicaNotifyGate(const config::Config& config);
+// Decides which alert events this process delivers, so that of several replicas watching one
+// database only one pages for a given alert. With `redis`, a gate asking a cache::AlertLock in
+// it (keys <redis.key_prefix>alert:<dedup key>, held for two monitoring.health_check_interval,
+// at least 10 s; Redis down lets every event through, counted). Without: an empty gate, which
+// the monitor reads as "always" (a single process is the only one paging).
+monitor::NotifyGate ReplicaNotifyGate(const config::Config& config,
+                                      std::shared_ptr<cache::RedisClient> redis = nullptr);
 
 // ---- Health checks ---------------------------------------------------------------------------
 
@@ -108,10 +112,13 @@ struct ServiceCheckOptions {
   // Adds "system", judging a SystemProbe of its own: for a checker without a Monitor, which
   // registers its own "system" check from its ticks' samples.
   bool system = false;
+  // Adds "redis": a PING, degraded (never unhealthy: serving goes on without it) when Redis
+  // does not answer. Must outlive the checker.
+  cache::RedisClient* redis = nullptr;
 };
 
-// Registers "memory_bank", "storage" and, as `options` says, "pager" and "system". Errors are
-// HealthChecker::Register's (AlreadyExists when a name is taken). The runtime and the pager
+// Registers "memory_bank", "storage" and, as `options` says, "pager", "system" and "redis". Errors
+// are HealthChecker::Register's (AlreadyExists when a name is taken). The runtime and the pager
 // must outlive the checker.
 Status RegisterServiceChecks(monitor::HealthChecker& checker, runtime::Runtime& rt,
                              ServiceCheckOptions options);

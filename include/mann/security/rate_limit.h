@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -41,7 +42,12 @@
 #include <mann/server/router.h>
 
 namespace mann::metrics {
+class Counter;
 class Registry;
+}  // namespace mann::metrics
+
+namespace mann::cache {
+class RedisClient;
 }
 
 namespace mann::security {
@@ -141,6 +147,50 @@ class LocalRateLimitStore final : public RateLimitStore {
   std::atomic<std::uint64_t> evictions_{0};
   std::atomic<std::uint64_t> unlogged_evictions_{0};
   std::atomic<std::int64_t> next_eviction_log_{INT64_MIN};  // steady-clock ns
+};
+
+struct RedisRateLimitStoreOptions {
+  std::shared_ptr<cache::RedisClient> redis = {};  // required
+  std::string key_prefix = "mann:";                // buckets are <prefix>rl:<bucket key>
+  // Decides while Redis is down; nullptr: a LocalRateLimitStore with default options.
+  std::shared_ptr<RateLimitStore> fallback = {};
+  // Where mann_rate_limit_fallbacks_total goes; nullptr: metrics::Registry::Default().
+  metrics::Registry* registry = nullptr;
+};
+
+// The shared store: every replica using the same Redis spends the same buckets, so a limit
+// holds for the cluster rather than per replica. Each Acquire is one EVALSHA of a Lua script
+// doing the GCRA step above atomically in Redis, on Redis's clock (TIME), so the replicas'
+// clocks never meet; it works in microseconds, so an interval shorter than 1 us (more than a
+// million requests per second on one rule) counts as 1 us. Retry-After and the remaining count
+// are computed as the local store computes them. The script is loaded with SCRIPT LOAD on first
+// use and again when Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH). Bucket keys
+// expire in Redis when their TAT passes, which is what keeps Redis's memory bounded.
+//
+// While Redis is unreachable the fallback store decides (limits are then per replica), each
+// such decision is counted in mann_rate_limit_fallbacks_total, and the next Acquire after the
+// client reconnects goes to Redis again: the state in Redis is what it was, the fallback's is
+// not carried over.
+class RedisRateLimitStore final : public RateLimitStore {
+ public:
+  explicit RedisRateLimitStore(RedisRateLimitStoreOptions options);
+  ~RedisRateLimitStore() override;
+
+  Decision Acquire(std::string_view bucket_key, const RateLimitRule& rule,
+                   std::chrono::steady_clock::time_point now) override;
+
+  std::uint64_t fallbacks() const { return fallbacks_.load(std::memory_order_relaxed); }
+
+ private:
+  // The script's SHA1 as Redis knows it, loading the script when it does not; empty when Redis
+  // could not be reached.
+  std::string ScriptSha(bool reload);
+
+  RedisRateLimitStoreOptions options_;
+  std::atomic<std::uint64_t> fallbacks_{0};
+  metrics::Counter* fallback_counter_ = nullptr;
+  std::mutex sha_mu_;
+  std::string sha_;  // guarded by sha_mu_
 };
 
 struct RateLimitOptions {

@@ -1,0 +1,226 @@
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include <mann/cache/result_cache.h>
+#include <mann/metrics/registry.h>
+
+#include "testing_redis.h"
+
+namespace mann::cache {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+bool Rendered(const metrics::Registry& registry, std::string_view line) {
+  return registry.Render().find(std::string(line) + "\n") != std::string::npos;
+}
+
+// Looks up and, on a miss, stores `answer`; returns what the lookup found ("" on a miss).
+std::string LookupOrStore(ResultCache& cache, std::string_view ns, std::string_view request,
+                          std::string answer) {
+  ResultCache::Ticket ticket;
+  if (auto hit = cache.Lookup(ns, request, ticket)) return *hit;
+  cache.Store(ticket, std::move(answer));
+  return "";
+}
+
+// ---- In process ------------------------------------------------------------------------------
+
+class LocalCacheTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<ResultCache> Make(std::size_t entries, milliseconds ttl) {
+    return std::make_unique<ResultCache>(ResultCacheOptions{
+        .max_entries = entries, .ttl = ttl, .registry = &registry_, .clock = [this] {
+          return now_;
+        }});
+  }
+  metrics::Registry registry_;
+  Clock::time_point now_ = Clock::time_point() + std::chrono::hours(1);
+};
+
+TEST_F(LocalCacheTest, MissStoresThenHitsWithTheSameBytes) {
+  auto cache = Make(10, std::chrono::seconds(60));
+  const std::string answer = "[{\"memory_id\":\"x\",\"similarity\":0.1234567890123}]";
+  EXPECT_EQ(LookupOrStore(*cache, "alice", "q=tea", answer), "");
+  EXPECT_EQ(LookupOrStore(*cache, "alice", "q=tea", "other"), answer);
+  EXPECT_EQ(LookupOrStore(*cache, "alice", "q=coffee", "c"), "") << "another request";
+  EXPECT_EQ(LookupOrStore(*cache, "bob", "q=tea", "b"), "") << "another namespace";
+  EXPECT_TRUE(Rendered(registry_, "mann_cache_requests_total{cache=\"search\",result=\"hit\"} 1"));
+  EXPECT_TRUE(Rendered(registry_, "mann_cache_requests_total{cache=\"search\",result=\"miss\"} 3"));
+}
+
+TEST_F(LocalCacheTest, EntriesExpireAfterTheTtl) {
+  auto cache = Make(10, milliseconds(1000));
+  LookupOrStore(*cache, "alice", "q", "a");
+  now_ += milliseconds(999);
+  EXPECT_EQ(LookupOrStore(*cache, "alice", "q", "b"), "a");
+  now_ += milliseconds(1);
+  EXPECT_EQ(LookupOrStore(*cache, "alice", "q", "b"), "") << "expired at exactly the TTL";
+  EXPECT_EQ(LookupOrStore(*cache, "alice", "q", "c"), "b");
+}
+
+TEST_F(LocalCacheTest, TheLeastRecentlyUsedEntryMakesRoom) {
+  auto cache = Make(2, std::chrono::seconds(60));
+  LookupOrStore(*cache, "ns", "a", "A");
+  LookupOrStore(*cache, "ns", "b", "B");
+  EXPECT_EQ(LookupOrStore(*cache, "ns", "a", "-"), "A");  // a is now the most recent
+  LookupOrStore(*cache, "ns", "c", "C");                  // evicts b
+  EXPECT_EQ(cache->local_size(), 2u);
+  EXPECT_EQ(LookupOrStore(*cache, "ns", "a", "-"), "A");
+  EXPECT_EQ(LookupOrStore(*cache, "ns", "c", "-"), "C");
+  EXPECT_EQ(LookupOrStore(*cache, "ns", "b", "B2"), "");
+  EXPECT_TRUE(Rendered(registry_, "mann_cache_evictions_total{cache=\"search\"} 2"));
+}
+
+TEST_F(LocalCacheTest, InvalidationDropsOnlyThatNamespace) {
+  auto cache = Make(10, std::chrono::seconds(60));
+  LookupOrStore(*cache, "alice", "q", "a");
+  LookupOrStore(*cache, "bob", "q", "b");
+  cache->InvalidateNamespace("alice");
+  EXPECT_EQ(LookupOrStore(*cache, "alice", "q", "a2"), "");
+  EXPECT_EQ(LookupOrStore(*cache, "alice", "q", "-"), "a2");
+  EXPECT_EQ(LookupOrStore(*cache, "bob", "q", "-"), "b");
+  EXPECT_TRUE(Rendered(registry_, "mann_cache_invalidations_total{cache=\"search\"} 1"));
+}
+
+TEST_F(LocalCacheTest, AnAnswerComputedAcrossAWriteIsNeverServed) {
+  auto cache = Make(10, std::chrono::seconds(60));
+  ResultCache::Ticket ticket;
+  ASSERT_FALSE(cache->Lookup("alice", "q", ticket));
+  cache->InvalidateNamespace("alice");  // the write lands while the search runs
+  cache->Store(ticket, "stale");
+  EXPECT_EQ(LookupOrStore(*cache, "alice", "q", "fresh"), "");
+  EXPECT_EQ(LookupOrStore(*cache, "alice", "q", "-"), "fresh");
+}
+
+TEST_F(LocalCacheTest, ZeroSizeOrTtlTurnsItOff) {
+  for (auto [entries, ttl] : {std::pair{std::size_t{0}, milliseconds(1000)},
+                              std::pair{std::size_t{10}, milliseconds(0)}}) {
+    auto cache = Make(entries, ttl);
+    EXPECT_FALSE(cache->enabled());
+    LookupOrStore(*cache, "ns", "q", "a");
+    EXPECT_EQ(LookupOrStore(*cache, "ns", "q", "b"), "");
+  }
+}
+
+// ---- Shared, in a real Redis -----------------------------------------------------------------
+
+class SharedCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(redis_.Start()) << redis_.error(); }
+
+  std::shared_ptr<RedisClient> Client() {
+    auto client = RedisClient::Create({.url = redis_.url(),
+                                       .min_backoff = milliseconds(20),
+                                       .max_backoff = milliseconds(100),
+                                       .registry = &registry_});
+    EXPECT_TRUE(client.ok()) << client.status().ToString();
+    return client.ok() ? *client : nullptr;
+  }
+
+  // One "replica": a client of its own and a cache on it.
+  std::unique_ptr<ResultCache> Replica(std::shared_ptr<RedisClient> client,
+                                       milliseconds ttl = std::chrono::seconds(60),
+                                       std::string scope = "") {
+    return std::make_unique<ResultCache>(ResultCacheOptions{.max_entries = 10,
+                                                            .ttl = ttl,
+                                                            .redis = std::move(client),
+                                                            .scope = std::move(scope),
+                                                            .registry = &registry_});
+  }
+
+  static bool WaitUp(const RedisClient& client) {
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (!client.up() && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(10));
+    return client.up();
+  }
+
+  testing::TestingRedis redis_;
+  metrics::Registry registry_;
+};
+
+TEST_F(SharedCacheTest, OneReplicasAnswerIsAnothersHitByteForByte) {
+  auto a = Replica(Client());
+  auto b = Replica(Client());
+  ASSERT_TRUE(a->shared());
+  std::string answer = "[{\"content\":\"caf\xc3\xa9\",\"similarity\":0.30000000000000004}]";
+  answer += std::string("\0tail", 5);
+  EXPECT_EQ(LookupOrStore(*a, "alice", "q", answer), "");
+  EXPECT_EQ(LookupOrStore(*b, "alice", "q", "-"), answer);
+  EXPECT_EQ(LookupOrStore(*a, "alice", "q", "-"), answer);
+  EXPECT_TRUE(Rendered(registry_, "mann_cache_requests_total{cache=\"search\",result=\"hit\"} 2"));
+}
+
+TEST_F(SharedCacheTest, AWriteOnOneReplicaInvalidatesTheOthers) {
+  auto a = Replica(Client());
+  auto b = Replica(Client());
+  LookupOrStore(*a, "alice", "q", "before");
+  LookupOrStore(*a, "bob", "q", "bob's");
+  b->InvalidateNamespace("alice");
+  EXPECT_EQ(LookupOrStore(*a, "alice", "q", "after"), "");
+  EXPECT_EQ(LookupOrStore(*b, "alice", "q", "-"), "after");
+  EXPECT_EQ(LookupOrStore(*b, "bob", "q", "-"), "bob's");
+
+  // An answer computed on A across B's write is stored where nobody looks.
+  ResultCache::Ticket ticket;
+  ASSERT_FALSE(a->Lookup("carol", "q", ticket));
+  b->InvalidateNamespace("carol");
+  a->Store(ticket, "stale");
+  EXPECT_EQ(LookupOrStore(*b, "carol", "q", "fresh"), "");
+}
+
+TEST_F(SharedCacheTest, ValuesExpireInRedisAfterTheTtl) {
+  auto a = Replica(Client(), milliseconds(150));
+  auto b = Replica(Client(), milliseconds(150));
+  LookupOrStore(*a, "alice", "q", "short-lived");
+  EXPECT_EQ(LookupOrStore(*b, "alice", "q", "-"), "short-lived");
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(LookupOrStore(*b, "alice", "q", "renewed"), "");
+}
+
+TEST_F(SharedCacheTest, ScopesKeepDifferentDatabasesApart) {
+  auto client = Client();
+  auto a = Replica(client, std::chrono::seconds(60), "sqlite:host-a:/data/mann.db");
+  auto b = Replica(client, std::chrono::seconds(60), "sqlite:host-b:/data/mann.db");
+  LookupOrStore(*a, "alice", "q", "from a");
+  EXPECT_EQ(LookupOrStore(*b, "alice", "q", "from b"), "");
+  EXPECT_EQ(LookupOrStore(*a, "alice", "q", "-"), "from a");
+}
+
+TEST_F(SharedCacheTest, RedisDownBypassesAndReplaysInvalidationsWhenBack) {
+  auto client = Client();
+  auto a = Replica(client);
+  LookupOrStore(*a, "alice", "q", "cached");
+
+  redis_.Stop();
+  ResultCache::Ticket ticket;
+  EXPECT_FALSE(a->Lookup("alice", "q", ticket));
+  EXPECT_FALSE(ticket.storable);
+  a->InvalidateNamespace("alice");  // cannot reach Redis: remembered
+  EXPECT_TRUE(Rendered(registry_, "mann_cache_bypassed_total{cache=\"search\"} 1"));
+
+  ASSERT_TRUE(redis_.Start()) << redis_.error();
+  ASSERT_TRUE(WaitUp(*client));
+  // The recovery listener replayed the INCR, so answers stored before the outage (had Redis
+  // kept them) are unreachable.
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  std::string generation;
+  while (Clock::now() < deadline) {
+    Result<RedisReply> reply = client->Command({"GET", "mann:gen:shared:alice"});
+    if (reply.ok() && !reply->is_nil()) {
+      generation = reply->text;
+      break;
+    }
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(generation, "1");
+  EXPECT_EQ(LookupOrStore(*a, "alice", "q", "again"), "");
+  EXPECT_EQ(LookupOrStore(*a, "alice", "q", "-"), "again");
+}
+
+}  // namespace
+}  // namespace mann::cache
