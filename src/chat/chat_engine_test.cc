@@ -125,6 +125,71 @@ TEST_F(ChatEngineTest, SessionsAreBoundToTheirNamespace) {
   EXPECT_NE(fresh->reply.find("don't know"), std::string::npos);
 }
 
+TEST_F(ChatEngineTest, TextSinkReceivesTheWholeReplyOfANonStreamingResponder) {
+  std::string streamed;
+  auto turn = engine_->Turn("default", "", "I live in Hanoi", true,
+                            [&](std::string_view piece) { streamed += piece; });
+  ASSERT_TRUE(turn.ok()) << turn.status().ToString();
+  EXPECT_EQ(streamed, turn->reply);
+}
+
+// A decider that answers from a script and remembers what it was shown.
+class ScriptedDecider : public MemoryDecider {
+ public:
+  std::optional<std::vector<llm::Decision>> answer;
+  std::vector<llm::ShownMemory> shown;
+
+  std::optional<std::vector<llm::Decision>> Decide(
+      std::string_view, text::Language, const std::vector<llm::ShownMemory>& memories) override {
+    shown = memories;
+    return answer;
+  }
+};
+
+TEST_F(ChatEngineTest, DecidedWritesAreAppliedWithSourceLlm) {
+  Say("I live in Hanoi");
+  const std::string id = bank_->List({}).value().entries.at(0).id;
+  ScriptedDecider decider;
+  decider.answer =
+      std::vector<llm::Decision>{{WriteAction::kUpdate, id, "I live in Da Nang", "moved"},
+                                 {WriteAction::kAdd, "", "The user moved in 2026", ""}};
+  engine_->SetMemoryDecider(&decider);
+  Say("I moved from Hanoi to Da Nang in 2026");
+
+  ASSERT_FALSE(decider.shown.empty());
+  EXPECT_EQ(decider.shown[0].id, id);
+  EXPECT_EQ(bank_->Get("default", id).value().content, "I live in Da Nang");
+  EXPECT_EQ(bank_->History("default", id).value().back().source, "llm");
+  EXPECT_EQ(bank_->TotalCount(), 2u);
+}
+
+TEST_F(ChatEngineTest, ADecidedNoopIsKeptInTheMemorysHistoryAndChangesNothing) {
+  Say("I live in Hanoi");
+  const std::string id = bank_->List({}).value().entries.at(0).id;
+  const std::size_t rows_before = bank_->History("default", id).value().size();
+  ScriptedDecider decider;
+  decider.answer = std::vector<llm::Decision>{{WriteAction::kNoop, id, "", "already known"}};
+  engine_->SetMemoryDecider(&decider);
+  Say("I live in Hanoi, as I said");
+
+  const auto history = bank_->History("default", id).value();
+  ASSERT_EQ(history.size(), rows_before + 1);
+  EXPECT_EQ(history.back().action, HistoryAction::kNoop);
+  EXPECT_EQ(history.back().source, "llm");
+  EXPECT_EQ(history.back().reason, "model: already known");
+  EXPECT_EQ(bank_->Get("default", id).value().content, "I live in Hanoi");
+  EXPECT_EQ(bank_->TotalCount(), 1u);
+}
+
+TEST_F(ChatEngineTest, DeclinedDecisionsLeaveTheSimilarityRulesToDecide) {
+  ScriptedDecider decider;  // answers nullopt
+  engine_->SetMemoryDecider(&decider);
+  Say("I live in Hanoi");
+  const auto entries = bank_->List({}).value().entries;
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(bank_->History("default", entries[0].id).value().front().source, "similarity");
+}
+
 TEST_F(ChatEngineTest, EmptyMessageIsAnError) {
   auto turn = engine_->Turn("default", "", "   ");
   ASSERT_FALSE(turn.ok());

@@ -36,6 +36,9 @@ struct Style {
     return fmt::format("\033[{}m{}\033[0m", code, text);
   }
   std::string Reply(std::string_view t) const { return Paint("36", t); }  // cyan
+  // A reply printed in pieces as it streams: the colour opens once and closes at the end.
+  std::string_view ReplyOpen() const { return on ? "\033[36m" : ""; }
+  std::string_view ReplyClose() const { return on ? "\033[0m" : ""; }
   std::string Dim(std::string_view t) const { return Paint("2", t); }
   std::string Error(std::string_view t) const { return Paint("31", t); }  // red
 };
@@ -107,10 +110,19 @@ class ChatShell {
     io_.err.flush();
   }
 
+  // The reply is printed as it comes: a model's answer piece by piece, the memory-only answer
+  // whole.
   void ChatTurn(const std::string& line) {
-    auto turn = rt_.chat().Turn(ns_, session_id_, line);
+    bool printing = false;
+    const auto print = [&](std::string_view piece) {
+      if (!printing) io_.out << style_.ReplyOpen();
+      printing = true;
+      io_.out << piece;
+      io_.out.flush();
+    };
+    auto turn = rt_.chat().Turn(ns_, session_id_, line, /*retrieve=*/true, print);
+    if (printing) io_.out << style_.ReplyClose() << '\n';
     if (!turn.ok()) return Fail(turn.status());
-    io_.out << style_.Reply(turn->reply) << '\n';
   }
 
   void Command(const std::string& command, const std::string& arg) {

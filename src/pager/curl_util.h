@@ -1,6 +1,7 @@
-// What the pager's HTTP and SMTP senders share, private to the pager module: curl's global
-// initialisation, one interruptible transfer loop, URL parsing, and the text hygiene (secret
-// scrubbing, one-line snippets, UTF-8 repair) applied to everything that reaches a log line.
+// What the pager's HTTP and SMTP senders and the language-model client (src/llm) share:
+// curl's global initialisation, one interruptible transfer loop, URL parsing, and the text
+// hygiene (secret scrubbing, one-line snippets, UTF-8 repair) applied to everything that reaches
+// a log line.
 //
 // Thread-safety: pure functions, except PerformInterruptibly, which drives one easy handle
 // that no other thread may touch meanwhile.

@@ -11,15 +11,22 @@
 //
 // Replies are in the language of the message (English or Vietnamese; English otherwise).
 //
+// With a MemoryDecider set (SetMemoryDecider), a statement's writes are first proposed by it
+// against the memories most similar to the message; its decisions are applied with source
+// "llm" in history, and when it declines the similarity rules decide with source "similarity".
+// Without one, the write head decides and history says "chat", as before.
+//
 // Thread-safety: Turn() may be called concurrently for different sessions; turns of one
 // session must not overlap (the caller serializes them).
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <mann/chat/memory_decider.h>
 #include <mann/chat/responder.h>
 #include <mann/core/clock.h>
 #include <mann/core/id.h>
@@ -59,18 +66,33 @@ class ChatEngine {
 
   // Runs one turn. An empty `session_id` starts a new session. `retrieve` false skips recall
   // (the API's retrieve_memories flag); the write head still runs.
+  // `on_text`, when set, receives the reply as it is produced (streamed by a model responder,
+  // else whole once it is known); the pieces joined equal TurnResult::reply.
   Result<TurnResult> Turn(const std::string& ns, const std::string& session_id,
-                          std::string_view message, bool retrieve = true);
+                          std::string_view message, bool retrieve = true,
+                          const TextSink& on_text = {});
+
+  // Sets (or, with nullptr, removes) the decider asked about statements; it must outlive the
+  // engine. Call before the first Turn().
+  void SetMemoryDecider(MemoryDecider* decider) { decider_ = decider; }
 
   const ChatOptions& options() const { return options_; }
 
  private:
+  // The writes of a statement as the decider proposes them; nullopt when it declines.
+  std::optional<std::vector<WriteOutcome>> DecidedWrites(const std::string& ns,
+                                                         const std::string& session_id,
+                                                         const std::string& text,
+                                                         text::Language language,
+                                                         const std::vector<SearchHit>& recalled);
+
   MemoryBank& bank_;
   store::Store& store_;
   Responder& responder_;
   const Clock& clock_;
   ChatOptions options_;
   IdGenerator session_ids_;
+  MemoryDecider* decider_ = nullptr;
 };
 
 }  // namespace mann::chat

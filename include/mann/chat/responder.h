@@ -8,6 +8,7 @@
 // Thread-safety: Reply() is safe to call concurrently.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +29,9 @@ std::string_view IntentName(Intent intent);  // "question", "statement", ...
 // a forget request (see ParseForgetRequest), a greeting or thanks, else a statement.
 Intent Classify(std::string_view message);
 
+// Receives a reply's text as it is produced, in order; the pieces joined are the whole reply.
+using TextSink = std::function<void(std::string_view text)>;
+
 struct ResponderInput {
   std::string_view message;
   Intent intent = Intent::kStatement;
@@ -36,6 +40,10 @@ struct ResponderInput {
   std::vector<WriteOutcome> writes;           // write-head outcomes for this message
   std::vector<store::ChatTurn> recent_turns;  // oldest first
   TimestampMs now_ms = 0;
+  // When set, a responder that produces its reply piece by piece (a streamed model answer)
+  // passes each piece here as it comes; one that does not may leave it unused, and ChatEngine
+  // delivers the reply whole. Everything passed is a prefix of the reply Reply() returns.
+  TextSink on_text;
 };
 
 class Responder {
