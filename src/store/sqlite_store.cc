@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -17,6 +18,7 @@
 #include <mann/core/log.h>
 #include <mann/store/sqlite_store.h>
 
+#include "database_lock.h"
 #include "sqlite_codec.h"
 #include "sqlite_db.h"
 #include "sqlite_schema.h"
@@ -596,6 +598,9 @@ Status ConfigureWriter(Connection& conn, const SqliteOptions& options) {
 }  // namespace
 
 struct SqliteStore::Impl {
+  // Held shared for the store's lifetime so `mann restore` sees the file is in use; declared
+  // first so that it is released after every connection has closed.
+  internal::DatabaseLock lock;
   SqliteOptions options;
   std::unique_ptr<Writer> writer;  // null when read-only
   Reader reader;
@@ -750,6 +755,12 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
   MANN_RETURN_IF_ERROR(ValidateOptions(options));
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+
+  // Step 0: the lock comes before any connection, so a restore cannot swap the file between
+  // our open and our lock.
+  MANN_ASSIGN_OR_RETURN(impl->lock, internal::DatabaseLock::Acquire(
+                                        options.path, internal::DatabaseLock::Mode::kShared,
+                                        std::chrono::milliseconds(options.busy_timeout_ms)));
 
   // Step 1: the write connection creates, configures and migrates the file.
   if (!options.read_only) {

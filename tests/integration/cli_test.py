@@ -62,9 +62,10 @@ def test_help_and_version(m):
         check(word in out, f"--help mentions {word}", out)
     commands = {line.split()[0] for line in out.split("Subcommands:")[-1].splitlines()
                 if line.strip()}
-    check(commands == {"chat", "memory", "config", "stats", "reindex", "serve", "key", "alert"},
-          "--help lists exactly chat, memory, config, stats, reindex, serve, key, alert (no debug)",
-          str(commands))
+    check(commands == {"chat", "memory", "config", "stats", "reindex", "serve", "key", "alert",
+                       "backup", "restore", "health"},
+          "--help lists exactly chat, memory, config, stats, reindex, serve, key, alert, backup, "
+          "restore, health (no debug)", str(commands))
     code, out, _ = m.run("alert", "--help", data_dir=False)
     check(code == 0 and "test" in out and "list" in out, "alert --help lists test and list", out)
     code, out, _ = m.run("memory", "--help", data_dir=False)
