@@ -9,6 +9,7 @@
 #include <cctype>
 #include <condition_variable>
 #include <ctime>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -113,16 +114,21 @@ bool IsValidField(std::string_view name, std::string_view value) {
   return name_ok && value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
 }
 
-// The wire form of `response`; HEAD keeps the Content-Length of the body it leaves out. A
-// response no client could read safely (a status outside 200..599, a field that is not a valid
-// field) is a handler's bug: it is logged and replaced by a 500.
-WireResponse ToWire(Response response, std::string_view request_id, unsigned version, bool head,
-                    bool keep_alive, spdlog::logger& log) {
+// False for a response no client could read safely: a status outside 200..599, a field that
+// is not a valid field.
+bool IsWritable(const Response& response) {
   bool valid = response.status >= 200 && response.status <= 599 &&
                IsValidField("Content-Type", response.content_type);
   for (const auto& [name, value] : response.headers.fields())
     valid = valid && IsValidField(name, value);
-  if (!valid) {
+  return valid;
+}
+
+// The wire form of `response`; HEAD keeps the Content-Length of the body it leaves out. A
+// response that is not IsWritable is a handler's bug: it is logged and replaced by a 500.
+WireResponse ToWire(Response response, std::string_view request_id, unsigned version, bool head,
+                    bool keep_alive, spdlog::logger& log) {
+  if (!IsWritable(response)) {
     log.error("handler returned an invalid response request_id={} status={}: answering 500",
               request_id, response.status);
     response = InternalServerError();
@@ -211,6 +217,106 @@ class InFlight {
   metrics::Gauge& gauge_;
 };
 
+// Carries a streamed body (Response::producer) from its producer, on the handler pool, to the
+// connection's coroutine, on its strand, which writes it. The producer queues parts under `mu_`
+// and posts a wake-up to the strand; the coroutine takes everything queued at once. Wake-ups
+// are a flag and a timer, both touched only on the strand: the flag covers a wake-up that
+// arrives while the coroutine is busy writing, the timer's cancellation one that arrives while
+// it waits.
+class BodyChannel : public BodyWriter, public std::enable_shared_from_this<BodyChannel> {
+ public:
+  // A producer that outruns its client waits once this much is queued.
+  static constexpr std::size_t kMaxQueuedBytes = 256 * 1024;
+
+  explicit BodyChannel(asio::any_io_executor strand) : strand_(std::move(strand)) {}
+
+  bool Write(std::string_view data) override {
+    {
+      std::unique_lock lock(mu_);
+      room_.wait(lock, [&] { return closed_ || queued_bytes_ < kMaxQueuedBytes; });
+      if (closed_) return false;
+      if (data.empty()) return true;
+      queued_.emplace_back(data);
+      queued_bytes_ += data.size();
+    }
+    PostWake();
+    return true;
+  }
+
+  bool closed() const override {
+    std::lock_guard lock(mu_);
+    return closed_;
+  }
+
+  // The producer has returned: what is queued is the rest of the body.
+  void Finish() {
+    {
+      std::lock_guard lock(mu_);
+      finished_ = true;
+    }
+    PostWake();
+  }
+
+  // Nothing more will be sent: a producer waiting for room wakes, and its writes fail.
+  void Close() {
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+    }
+    room_.notify_all();
+  }
+
+  struct Batch {
+    std::string data;  // the parts queued since the last Take, joined
+    bool finished = false;
+  };
+  // On the strand: everything queued so far; clears the wake-up flag first, so a part queued
+  // after this call wakes the next wait.
+  Batch Take() {
+    woken_ = false;
+    Batch batch;
+    {
+      std::lock_guard lock(mu_);
+      for (std::string& part : queued_) batch.data += part;
+      queued_.clear();
+      queued_bytes_ = 0;
+      batch.finished = finished_;
+    }
+    room_.notify_all();
+    return batch;
+  }
+
+  // On the strand: returns once a wake-up has come since the last Take.
+  asio::awaitable<void> WaitForWork() {
+    if (woken_) co_return;
+    asio::steady_timer timer(strand_, asio::steady_timer::time_point::max());
+    timer_ = &timer;
+    co_await timer.async_wait(kTuple);  // cancelled by Wake
+    timer_ = nullptr;
+  }
+
+  // On the strand: ends a wait in progress, or makes the next one return at once.
+  void Wake() {
+    woken_ = true;
+    if (timer_ != nullptr) timer_->cancel();
+  }
+
+ private:
+  void PostWake() {
+    asio::post(strand_, [self = shared_from_this()] { self->Wake(); });
+  }
+
+  asio::any_io_executor strand_;
+  mutable std::mutex mu_;
+  std::condition_variable room_;         // signalled when queued_ shrinks or closed_ rises
+  std::deque<std::string> queued_;       // guarded by mu_
+  std::size_t queued_bytes_ = 0;         // guarded by mu_
+  bool finished_ = false;                // guarded by mu_
+  bool closed_ = false;                  // guarded by mu_
+  bool woken_ = false;                   // strand only
+  asio::steady_timer* timer_ = nullptr;  // strand only; the wait in progress
+};
+
 class Connection;
 
 // The server's state, shared by the accept loop and the connections. HttpServer::Impl is this
@@ -264,6 +370,7 @@ struct ServerCore {
   // The io_context of the next connection, round robin over `ioc` and `more_contexts`.
   asio::io_context& NextContext();
 
+  // Runs blocking routes; exists when the router has one (Router::HasBlockingRoutes).
   std::unique_ptr<asio::thread_pool> handler_pool;
   std::vector<std::thread> threads;
   std::atomic<std::size_t> next_context{0};
@@ -302,6 +409,9 @@ class Connection {
   }
 
   ~Connection() {
+    // A producer still running (the server stopped without this connection unwinding) must not
+    // wait for room forever: its writes fail from now on.
+    if (streaming_) streaming_->Close();
     if (served_) {
       server_.metrics.connections_open->Dec();
       server_.open_connections.fetch_sub(1);
@@ -338,7 +448,13 @@ class Connection {
     }
   }
 
-  void ForceClose() { stream_.close(); }
+  void ForceClose() {
+    stream_.close();
+    if (streaming_) {
+      streaming_->Close();
+      streaming_->Wake();
+    }
+  }
 
  private:
   enum class State { kWaiting, kReading, kHandling, kWriting, kLingering };
@@ -354,6 +470,10 @@ class Connection {
   // Writes `response` for `exchange`, records it, and reports whether the write succeeded.
   asio::awaitable<bool> Answer(Exchange& exchange, Response response, unsigned version, bool head,
                                bool keep_alive);
+  // Answer() for a response with a producer: runs it on the handler pool and writes its parts
+  // as they come; returns once the producer has returned.
+  asio::awaitable<bool> AnswerStreamed(Exchange& exchange, Response response, unsigned version,
+                                       bool head, bool keep_alive);
   asio::awaitable<void> LingeringClose();
   void CountTimeout(std::string_view phase) {
     server_.metrics.timeouts->WithLabels({phase}).Inc();
@@ -368,7 +488,8 @@ class Connection {
   std::string client_;
   State state_ = State::kWaiting;
   bool drain_requested_ = false;
-  std::size_t requests_ = 0;  // answered on this connection
+  std::size_t requests_ = 0;                // answered on this connection
+  std::shared_ptr<BodyChannel> streaming_;  // while a streamed body is being written
   Clock::time_point accepted_ = Clock::now();
 };
 
@@ -490,16 +611,33 @@ asio::awaitable<bool> Connection::ServeOne() {
 
 asio::awaitable<Response> Connection::Dispatch(Request& request) {
   const Router& router = server_.router();
-  if (!server_.handler_pool) co_return router.Handle(request);
+  const Router::Resolved resolved = router.Resolve(request);
+  if (!resolved.blocking()) {
+    Response response = router.Handle(request, resolved);
+    // A producer runs on the handler pool, which a server without blocking routes lacks, and
+    // a fast route has no business waiting on one.
+    if (response.producer) {
+      server_.log->error(
+          "a route that is not blocking returned a streamed body request_id={} route={}: "
+          "answering 500",
+          request.request_id, request.route);
+      response = InternalServerError();
+    }
+    co_return response;
+  }
   // Run on the handler pool; the coroutine resumes on this connection's strand afterwards.
+  // `request` and `resolved` live in this frame, which waits for the handler to return.
   co_return co_await asio::co_spawn(
       server_.handler_pool->get_executor(),
-      [&]() -> asio::awaitable<Response> { co_return router.Handle(request); },
+      [&]() -> asio::awaitable<Response> { co_return router.Handle(request, resolved); },
       asio::use_awaitable);
 }
 
 asio::awaitable<bool> Connection::Answer(Exchange& exchange, Response response, unsigned version,
                                          bool head, bool keep_alive) {
+  if (response.producer) {
+    co_return co_await AnswerStreamed(exchange, std::move(response), version, head, keep_alive);
+  }
   state_ = State::kWriting;
   exchange.status = response.status;
   WireResponse wire =
@@ -510,6 +648,86 @@ asio::awaitable<bool> Connection::Answer(Exchange& exchange, Response response, 
   if (ec == beast::error::timeout) CountTimeout("write");
   server_.Record(exchange, client_);
   co_return !ec;
+}
+
+asio::awaitable<bool> Connection::AnswerStreamed(Exchange& exchange, Response response,
+                                                 unsigned version, bool head, bool keep_alive) {
+  state_ = State::kWriting;
+  BodyProducer producer = std::move(response.producer);
+  response.producer = nullptr;
+  // Without chunked coding (HTTP/1.0) only the end of the connection can end the body.
+  const bool chunked = version >= 11;
+  if (!chunked) keep_alive = false;
+  if (!IsWritable(response) || response.status == 204 || response.status == 304) {
+    server_.log->error(
+        "handler returned an invalid streamed response request_id={} status={}: "
+        "answering 500",
+        exchange.request_id, response.status);
+    co_return co_await Answer(exchange, InternalServerError(), version, head, keep_alive);
+  }
+
+  // Start producing at once, so the first part is on its way while the header is written.
+  auto channel = std::make_shared<BodyChannel>(stream_.get_executor());
+  streaming_ = channel;
+  if (head) {
+    channel->Finish();  // HEAD: the header alone; the producer does not run
+  } else {
+    asio::post(*server_.handler_pool, [channel, producer = std::move(producer), log = server_.log,
+                                       request_id = exchange.request_id] {
+      try {
+        producer(*channel);
+      } catch (const std::exception& e) {
+        log->error("body producer failed request_id={} error={}", request_id, e.what());
+      } catch (...) {
+        log->error("body producer failed request_id={} error=unknown exception", request_id);
+      }
+      channel->Finish();
+    });
+  }
+
+  // The header: ToWire's checks and fields, with the body's length unknown.
+  WireResponse wire =
+      ToWire(std::move(response), exchange.request_id, version, true, keep_alive, *server_.log);
+  exchange.status = static_cast<int>(wire.result_int());  // checked above: as the handler set
+  http::response<http::empty_body> header(std::move(wire.base()));
+  header.erase(http::field::content_length);
+  if (chunked) header.chunked(true);
+  http::response_serializer<http::empty_body> serializer(header);
+  stream_.expires_after(options().write_timeout);
+  auto [header_ec, header_bytes] = co_await http::async_write_header(stream_, serializer, kTuple);
+  exchange.bytes_out = header_bytes;
+  error_code ec = header_ec;
+  if (ec) channel->Close();
+
+  // The parts, each write within write_timeout; after a failure the producer's writes fail,
+  // and what it still queues is dropped until it returns.
+  for (;;) {
+    auto batch = channel->Take();
+    if (!ec && !batch.data.empty()) {
+      stream_.expires_after(options().write_timeout);
+      std::size_t n = 0;
+      if (chunked) {
+        std::tie(ec, n) =
+            co_await asio::async_write(stream_, http::make_chunk(asio::buffer(batch.data)), kTuple);
+      } else {
+        std::tie(ec, n) = co_await asio::async_write(stream_, asio::buffer(batch.data), kTuple);
+      }
+      exchange.bytes_out += n;
+      if (ec) channel->Close();
+    }
+    if (batch.finished) break;
+    co_await channel->WaitForWork();
+  }
+  if (!ec && chunked && !head) {
+    stream_.expires_after(options().write_timeout);
+    std::size_t n = 0;
+    std::tie(ec, n) = co_await asio::async_write(stream_, http::make_chunk_last(), kTuple);
+    exchange.bytes_out += n;
+  }
+  streaming_.reset();
+  if (ec == beast::error::timeout) CountTimeout("write");
+  server_.Record(exchange, client_);
+  co_return !ec && keep_alive;
 }
 
 asio::awaitable<void> Connection::LingeringClose() {
@@ -595,7 +813,11 @@ void ServerCore::Record(const Exchange& exchange, const std::string& client) con
   metrics.requests->WithLabels({method, route, std::string_view(status)}).Inc();
   metrics.duration->WithLabels({method, route}).Observe(seconds);
 
-  if (!log->should_log(spdlog::level::info)) return;
+  const bool quiet = exchange.status < 400 &&
+                     std::find(opts.quiet_routes.begin(), opts.quiet_routes.end(), route) !=
+                         opts.quiet_routes.end();
+  const spdlog::level::level_enum level = quiet ? spdlog::level::debug : spdlog::level::info;
+  if (!log->should_log(level)) return;
   json::object line{
       {"event", "http_request"},
       {"method", exchange.method},
@@ -609,7 +831,7 @@ void ServerCore::Record(const Exchange& exchange, const std::string& client) con
   // Boost.JSON writes doubles in exponent form (1.17E-1); the duration reads better fixed.
   std::string text = json::serialize(line);
   text.insert(text.size() - 1, fmt::format(",\"duration_ms\":{:.3f}", seconds * 1e3));
-  log->info("{}", text);
+  log->log(level, "{}", text);
 }
 
 asio::awaitable<void> ServerCore::AcceptLoop() {
@@ -681,9 +903,8 @@ Status ValidateOptions(const ServerOptions& o) {
   };
   if (o.host.empty()) return InvalidArgumentError("server.host must not be empty");
   if (o.io_threads < 0) return out_of_range("io_threads", "0 (one per core) or more", o.io_threads);
-  if (o.handler_threads < 0) {
-    return out_of_range("handler_threads", "0 (run on the I/O threads) or more", o.handler_threads);
-  }
+  if (o.handler_threads < 1)
+    return out_of_range("handler_threads", "at least 1", o.handler_threads);
   if (o.max_connections < 1) return out_of_range("max_connections", "at least 1", 0);
   // Beast's header limit is 32 bits; below 1 KiB ordinary browsers' requests would not fit.
   if (o.max_header_bytes < 1024 || o.max_header_bytes > (1u << 30)) {
@@ -748,7 +969,7 @@ Status ServerCore::Start() {
   // Start the threads.
   started = true;
   running = true;
-  if (o.handler_threads > 0) {
+  if (router().HasBlockingRoutes()) {
     handler_pool = std::make_unique<asio::thread_pool>(static_cast<std::size_t>(o.handler_threads));
   }
   asio::co_spawn(acceptor.get_executor(), AcceptLoop(), [log = log](std::exception_ptr error) {
@@ -776,8 +997,8 @@ Status ServerCore::Start() {
     });
   }
   log->info("listening address={} io_threads={} handler_threads={} max_connections={}",
-            FormatEndpoint(acceptor.local_endpoint(ec)), io_threads, o.handler_threads,
-            o.max_connections);
+            FormatEndpoint(acceptor.local_endpoint(ec)), io_threads,
+            handler_pool ? o.handler_threads : 0, o.max_connections);
   return Status::Ok();
 }
 

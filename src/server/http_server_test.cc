@@ -4,11 +4,13 @@
 #include <chrono>
 #include <functional>
 #include <future>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <arpa/inet.h>
 #include <boost/beast/core.hpp>
@@ -129,6 +131,18 @@ class RawConnection {
     return reply;
   }
 
+  // Reads until the bytes received contain `needle` (true) or `timeout` passes or the server
+  // closes (false). The bytes stay buffered for ReadResponse.
+  bool ReadUntil(std::string_view needle, std::chrono::milliseconds timeout) {
+    const auto deadline = SteadyClock::now() + timeout;
+    while (pending_.find(needle) == std::string::npos) {
+      auto chunk = ReadSome(deadline);
+      if (!chunk || chunk->empty()) return false;
+      pending_ += *chunk;
+    }
+    return true;
+  }
+
   // Reads until the server closes (true) or `timeout` passes (false); `data` gets the bytes.
   bool WaitForClose(std::chrono::milliseconds timeout, std::string* data = nullptr) {
     const auto deadline = SteadyClock::now() + timeout;
@@ -233,6 +247,21 @@ std::string Chunk(std::string_view data) {
   out << std::hex << data.size() << "\r\n" << data << "\r\n";
   return out.str();
 }
+
+// Stops the server when the test's scope ends, so that handlers still running cannot outlive
+// the test's locals they use (declare it after them).
+class StopOnExit {
+ public:
+  explicit StopOnExit(std::unique_ptr<HttpServer>& server) : server_(server) {}
+  ~StopOnExit() {
+    if (server_) server_->Stop();
+  }
+  StopOnExit(const StopOnExit&) = delete;
+  StopOnExit& operator=(const StopOnExit&) = delete;
+
+ private:
+  std::unique_ptr<HttpServer>& server_;
+};
 
 class HttpServerTest : public ::testing::Test {
  protected:
@@ -703,6 +732,27 @@ TEST_F(HttpServerTest, EachRequestWritesOneJsonLogLine) {
   EXPECT_THAT(line, ::testing::Not(HasSubstr("/memories/5")));  // templates, not raw paths
 }
 
+TEST_F(HttpServerTest, QuietRoutesLogSuccessAtDebugAndFailuresAtInfo) {
+  LogCapture capture;  // at info
+  ServerOptions options = Options();
+  options.quiet_routes = {"/memories/{id}"};
+  StartServer(options);
+  ASSERT_TRUE(Fetch(port_, "GET", "/memories/5", "", {{"X-Request-ID", "quiet-ok"}}));
+  ASSERT_TRUE(Fetch(port_, "BREW", "/memories/5", "", {{"X-Request-ID", "quiet-refused"}}));
+  ASSERT_TRUE(Fetch(port_, "GET", "/nope", "", {{"X-Request-ID", "loud-marker"}}));
+  auto logged = [&](std::string_view id) {
+    for (const auto& l : capture.lines()) {
+      if (l.find(id) != std::string::npos) return true;
+    }
+    return false;
+  };
+  // Lines are written in request order on one connection each, so once the last request's line
+  // is there, a line for the quiet success would be too.
+  ASSERT_TRUE(Eventually([&] { return logged("loud-marker") && logged("quiet-refused"); }));
+  server_->Stop();
+  EXPECT_FALSE(logged("quiet-ok"));
+}
+
 TEST_F(HttpServerTest, StopLetsAnInFlightRequestFinishAndClosesIdleConnections) {
   StartServer(Options());
   // An idle keep-alive connection, and a keep-alive request in progress.
@@ -773,23 +823,212 @@ TEST_F(HttpServerTest, StopForceClosesWhatRemainsAfterTheBound) {
   EXPECT_EQ(server_->Stop(1s).force_closed, 0u) << "a second Stop is a no-op";
 }
 
-TEST_F(HttpServerTest, HandlerThreadsKeepSlowHandlersOffTheIoThread) {
+TEST_F(HttpServerTest, BlockingRoutesLeaveTheIoThreadServing) {
+  ServerOptions options = Options();
+  options.io_threads = 1;  // inline, one slow handler would stall every connection
+  server_ = std::make_unique<HttpServer>(options);
+  std::atomic<int> entered{0};
+  ASSERT_TRUE(server_->router()
+                  .Add("GET", "/model",
+                       [&](const Request&) {
+                         entered.fetch_add(1);
+                         std::this_thread::sleep_for(2s);  // a language model taking its time
+                         return Response::Json({{"model", "done"}});
+                       },
+                       {.blocking = true})
+                  .ok());
+  ASSERT_TRUE(server_->router()
+                  .Add("GET", "/health", [](const Request&) { return Response::Json({}); })
+                  .ok());
+  StopOnExit stop_on_exit(server_);
+  ASSERT_TRUE(server_->Start().ok());
+  const std::uint16_t port = server_->port();
+
+  const auto start = SteadyClock::now();
+  auto first = std::async(std::launch::async, [&] { return Fetch(port, "GET", "/model"); });
+  auto second = std::async(std::launch::async, [&] { return Fetch(port, "GET", "/model"); });
+  ASSERT_TRUE(Eventually([&] { return entered.load() == 2; }));
+
+  const auto health_start = SteadyClock::now();
+  auto health = Fetch(port, "GET", "/health");
+  const long health_ms = MillisSince(health_start);
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_LT(health_ms, 500) << "a fast route waited for the slow ones";
+
+  for (auto* model : {&first, &second}) {
+    auto reply = model->get();
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->status, 200);
+  }
+  EXPECT_LT(MillisSince(start), 3500) << "the two slow handlers ran one after the other";
+}
+
+TEST_F(HttpServerTest, FastRoutesRunInlineOnTheIoThread) {
   ServerOptions options = Options();
   options.io_threads = 1;
-  options.handler_threads = 2;
-  StartServer(options);
-  auto slow = std::async(std::launch::async, [&] { return Fetch(port_, "GET", "/slow"); });
-  ASSERT_TRUE(Eventually([&] { return slow_entered_.load(); }));
-  // With the handler inline, the one I/O thread would be blocked and this would time out.
-  const auto start = SteadyClock::now();
-  auto fast = Fetch(port_, "GET", "/memories/1");
-  ASSERT_TRUE(fast);
-  EXPECT_EQ(fast->status, 200);
-  EXPECT_LT(MillisSince(start), 1000);
-  release_slow_.set_value();
-  auto reply = slow.get();
+  options.handler_threads = 1;  // one blocking request fills the pool
+  server_ = std::make_unique<HttpServer>(options);
+  std::atomic<bool> model_entered{false};
+  std::thread::id model_thread;  // written before model_entered is raised
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  ASSERT_TRUE(server_->router()
+                  .Add("GET", "/model",
+                       [&](const Request&) {
+                         model_thread = std::this_thread::get_id();
+                         model_entered.store(true);
+                         released.wait_for(3s);
+                         return Response::Json({});
+                       },
+                       {.blocking = true})
+                  .ok());
+  std::mutex mu;
+  std::vector<std::thread::id> fast_threads;  // guarded by mu
+  ASSERT_TRUE(server_->router()
+                  .Add("GET", "/fast",
+                       [&](const Request&) {
+                         std::lock_guard lock(mu);
+                         fast_threads.push_back(std::this_thread::get_id());
+                         return Response::Json({});
+                       })
+                  .ok());
+  StopOnExit stop_on_exit(server_);
+  ASSERT_TRUE(server_->Start().ok());
+  const std::uint16_t port = server_->port();
+
+  // While the only pool thread is held, fast requests are still answered at once: they never
+  // queue for the pool, and they run on the one I/O thread, not the pool's.
+  auto model = std::async(std::launch::async, [&] { return Fetch(port, "GET", "/model"); });
+  ASSERT_TRUE(Eventually([&] { return model_entered.load(); }));
+  for (int i = 0; i < 3; ++i) {
+    const auto start = SteadyClock::now();
+    auto reply = Fetch(port, "GET", "/fast");
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->status, 200);
+    EXPECT_LT(MillisSince(start), 500);
+  }
+  release.set_value();
+  auto reply = model.get();
   ASSERT_TRUE(reply);
   EXPECT_EQ(reply->status, 200);
+
+  std::lock_guard lock(mu);
+  ASSERT_EQ(fast_threads.size(), 3u);
+  for (const std::thread::id& id : fast_threads) {
+    EXPECT_EQ(id, fast_threads.front()) << "fast routes all run on the one I/O thread";
+    EXPECT_NE(id, model_thread) << "a fast route ran on the handler pool";
+  }
+}
+
+TEST_F(HttpServerTest, StreamedBodiesAreSentAsTheyAreWritten) {
+  server_ = std::make_unique<HttpServer>(Options());
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> producer_done{false};
+  ASSERT_TRUE(server_->router()
+                  .Add("GET", "/stream",
+                       [&](const Request&) {
+                         Response response = Response::Text("", 200, "text/event-stream");
+                         response.headers.Set("Cache-Control", "no-cache");
+                         response.producer = [&](BodyWriter& out) {
+                           out.Write("first;");
+                           released.wait_for(3s);
+                           out.Write("second;");
+                           out.Write("third;");
+                           producer_done.store(true);
+                         };
+                         return response;
+                       },
+                       {.blocking = true})
+                  .ok());
+  ASSERT_TRUE(server_->router()
+                  .Add("GET", "/fast", [](const Request&) { return Response::Json({}); })
+                  .ok());
+  StopOnExit stop_on_exit(server_);
+  ASSERT_TRUE(server_->Start().ok());
+
+  // The header and the first part arrive while the producer is still at work.
+  RawConnection connection(server_->port());
+  ASSERT_TRUE(connection.Send(RequestText("GET", "/stream")));
+  EXPECT_TRUE(connection.ReadUntil("first;", 1s));
+  EXPECT_FALSE(producer_done.load());
+  release.set_value();
+  auto reply = connection.ReadResponse();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->status, 200);
+  EXPECT_EQ(reply->body, "first;second;third;") << "every part, in order";
+  EXPECT_EQ(reply->headers.Get("Transfer-Encoding"), "chunked");
+  EXPECT_FALSE(reply->headers.Has("Content-Length"));
+  EXPECT_EQ(reply->headers.Get("Content-Type"), "text/event-stream");
+  EXPECT_EQ(reply->headers.Get("Cache-Control"), "no-cache");
+  EXPECT_TRUE(producer_done.load());
+
+  // The connection is kept alive, and the exchange was counted once.
+  ASSERT_TRUE(connection.Send(RequestText("GET", "/fast")));
+  auto next = connection.ReadResponse();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 200);
+  EXPECT_TRUE(
+      SampleBecomes(R"(http_requests_total{method="GET",route="/stream",status="200"})", 1));
+}
+
+TEST_F(HttpServerTest, AClientThatLeavesStopsTheProducer) {
+  server_ = std::make_unique<HttpServer>(Options());
+  std::atomic<bool> producer_done{false};
+  std::atomic<bool> saw_closed{false};
+  std::atomic<int> parts{0};
+  constexpr int kMaxParts = 20'000;  // 1.3 GB: far more than the socket buffers could hold
+  ASSERT_TRUE(server_->router()
+                  .Add("GET", "/endless",
+                       [&](const Request&) {
+                         Response response = Response::Text("", 200, "text/plain");
+                         response.producer = [&](BodyWriter& out) {
+                           const std::string part(64 * 1024, 'x');
+                           for (int i = 0; i < kMaxParts; ++i) {
+                             if (!out.Write(part)) {
+                               saw_closed.store(out.closed());
+                               break;
+                             }
+                             parts.fetch_add(1);
+                           }
+                           producer_done.store(true);
+                         };
+                         return response;
+                       },
+                       {.blocking = true})
+                  .ok());
+  StopOnExit stop_on_exit(server_);
+  ASSERT_TRUE(server_->Start().ok());
+
+  {
+    RawConnection connection(server_->port());
+    ASSERT_TRUE(connection.Send(RequestText("GET", "/endless")));
+    ASSERT_TRUE(connection.ReadUntil("xxxx", 1s));
+  }  // the client leaves without reading the rest
+  ASSERT_TRUE(Eventually([&] { return producer_done.load(); }, 3s));
+  EXPECT_TRUE(saw_closed.load()) << "the producer saw a closed writer";
+  EXPECT_LT(parts.load(), kMaxParts);
+  EXPECT_TRUE(
+      SampleBecomes(R"(http_requests_total{method="GET",route="/endless",status="200"})", 1));
+}
+
+TEST_F(HttpServerTest, AStreamedBodyFromARouteThatIsNotBlockingIs500) {
+  server_ = std::make_unique<HttpServer>(Options());
+  bool produced = false;
+  ASSERT_TRUE(server_->router()
+                  .Add("GET", "/stream",
+                       [&](const Request&) {
+                         Response response;
+                         response.producer = [&](BodyWriter&) { produced = true; };
+                         return response;
+                       })
+                  .ok());
+  ASSERT_TRUE(server_->Start().ok());
+  auto reply = Fetch(server_->port(), "GET", "/stream");
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->status, 500);
+  EXPECT_FALSE(produced);
 }
 
 TEST_F(HttpServerTest, InvalidHandlerResponsesBecome500) {
@@ -841,6 +1080,8 @@ TEST_F(HttpServerTest, StartRejectsBadOptionsNamingTheKey) {
       {[](ServerOptions& o) { o.header_timeout = 0ms; }, "server.header_timeout"},
       {[](ServerOptions& o) { o.max_connections = 0; }, "server.max_connections"},
       {[](ServerOptions& o) { o.io_threads = -1; }, "server.io_threads"},
+      {[](ServerOptions& o) { o.handler_threads = 0; },
+       "server.handler_threads must be at least 1"},
       {[](ServerOptions& o) { o.host.clear(); }, "server.host"},
   };
   for (const auto& c : cases) {

@@ -66,25 +66,33 @@ std::optional<SplitTarget> Split(std::string_view target) {
 
 }  // namespace
 
-struct Router::Impl {
+struct Router::Endpoint {
   struct Route {
     std::string method;
     Handler handler;
     RouteOptions options;
   };
-  // Everything registered on one template.
-  struct Endpoint {
-    std::string path_template;
-    std::vector<std::string> param_names;  // in path order
-    std::vector<Route> routes;             // in registration order
 
-    const Route* Find(std::string_view method) const {
-      for (const auto& route : routes) {
-        if (route.method == method) return &route;
-      }
-      return nullptr;
+  std::string path_template;
+  std::vector<std::string> param_names;  // in path order
+  std::vector<Route> routes;             // in registration order
+
+  const Route* Find(std::string_view method) const {
+    for (const auto& route : routes) {
+      if (route.method == method) return &route;
     }
-  };
+    return nullptr;
+  }
+  // The route answering `method`: its own, else GET's for HEAD; nullptr when neither exists.
+  const Route* Select(std::string_view method) const {
+    const Route* route = Find(method);
+    if (route == nullptr && method == "HEAD") route = Find("GET");
+    return route;
+  }
+};
+
+struct Router::Impl {
+  using Route = Endpoint::Route;
   // One segment position of the template trie.
   struct Node {
     std::map<std::string, std::unique_ptr<Node>, std::less<>> literals;
@@ -127,15 +135,11 @@ struct Router::Impl {
     return match;
   }
 
-  // What Handle() found before the middleware ran.
-  struct Resolved {
-    const Endpoint* endpoint = nullptr;
-    std::optional<std::string> target_error;  // the 400 detail for a malformed target
-  };
   Response Terminal(Request& request, const Resolved& resolved) const;
   Response Chain(std::size_t index, Request& request, const Resolved& resolved) const;
 
   Node root;
+  bool any_blocking = false;
   std::vector<std::pair<std::string, std::string>> registered;
   std::vector<Middleware> middleware;
   std::shared_ptr<spdlog::logger> log = log::Get("http");
@@ -188,7 +192,7 @@ Status Router::Add(std::string_view method, std::string_view path_template, Hand
 
   // Register the method on the template's endpoint.
   if (!node->endpoint) {
-    node->endpoint = std::make_unique<Impl::Endpoint>();
+    node->endpoint = std::make_unique<Endpoint>();
     node->endpoint->path_template = std::string(path_template);
     node->endpoint->param_names = std::move(param_names);
   } else if (node->endpoint->path_template != path_template) {
@@ -199,6 +203,7 @@ Status Router::Add(std::string_view method, std::string_view path_template, Hand
     return AlreadyExistsError(where + ": already registered");
   }
   node->endpoint->routes.push_back({std::string(method), std::move(handler), options});
+  impl_->any_blocking = impl_->any_blocking || options.blocking;
   impl_->registered.emplace_back(std::string(method), std::string(path_template));
   return Status::Ok();
 }
@@ -216,13 +221,12 @@ std::string Router::RouteOf(std::string_view path) const {
 }
 
 Response Router::Impl::Terminal(Request& request, const Resolved& resolved) const {
-  if (resolved.target_error) return BadRequest(*resolved.target_error);
-  if (resolved.endpoint == nullptr) return NotFound();
-  const Endpoint& endpoint = *resolved.endpoint;
+  if (resolved.target_error_) return BadRequest(*resolved.target_error_);
+  if (resolved.endpoint_ == nullptr) return NotFound();
+  const Endpoint& endpoint = *resolved.endpoint_;
 
-  // Pick the route; HEAD falls back on GET.
-  const Route* route = endpoint.Find(request.method);
-  if (route == nullptr && request.method == "HEAD") route = endpoint.Find("GET");
+  // Pick the route (again: middleware may have rewritten the method).
+  const Route* route = endpoint.Select(request.method);
   if (route == nullptr) {
     std::vector<std::string> allowed;
     for (const auto& r : endpoint.routes) {
@@ -256,35 +260,43 @@ Response Router::Impl::Chain(std::size_t index, Request& request, const Resolved
   return middleware[index](request, next);
 }
 
-Response Router::Handle(Request& request) const {
-  // Resolve first, so middleware can see the route; errors are answered at the chain's end.
-  Impl::Resolved resolved;
+Router::Resolved Router::Resolve(Request& request) const {
+  // Errors are only noted here; they are answered at the chain's end, after the middleware.
+  Resolved resolved;
   request.route.clear();
   request.path_params.clear();
-  if (auto split = Split(request.target)) {
-    request.path = std::string(split->path);
-    auto query = ParseQuery(split->query);
-    if (query.ok()) {
-      request.query = std::move(*query);
-    } else {
-      resolved.target_error = query.status().message();
-    }
-    auto match = impl_->Resolve(request.path);
-    if (!match.ok()) {
-      resolved.target_error = match.status().message();
-    } else if (match->endpoint != nullptr) {
-      resolved.endpoint = match->endpoint;
-      request.route = match->endpoint->path_template;
-      for (std::size_t i = 0; i < match->values.size(); ++i) {
-        request.path_params[match->endpoint->param_names[i]] = std::move(match->values[i]);
-      }
-    }
-  } else {
+  auto split = Split(request.target);
+  if (!split) {
     request.path = request.target;
-    resolved.target_error =
+    resolved.target_error_ =
         "malformed request target '" + request.target + "': expected a path starting with '/'";
+    return resolved;
   }
+  request.path = std::string(split->path);
+  auto query = ParseQuery(split->query);
+  if (query.ok()) {
+    request.query = std::move(*query);
+  } else {
+    resolved.target_error_ = query.status().message();
+  }
+  auto match = impl_->Resolve(request.path);
+  if (!match.ok()) {
+    resolved.target_error_ = match.status().message();
+  } else if (match->endpoint != nullptr) {
+    resolved.endpoint_ = match->endpoint;
+    request.route = match->endpoint->path_template;
+    for (std::size_t i = 0; i < match->values.size(); ++i) {
+      request.path_params[match->endpoint->param_names[i]] = std::move(match->values[i]);
+    }
+    const Endpoint::Route* route = match->endpoint->Select(request.method);
+    resolved.blocking_ = route != nullptr && route->options.blocking;
+  }
+  return resolved;
+}
 
+bool Router::HasBlockingRoutes() const { return impl_->any_blocking; }
+
+Response Router::Handle(Request& request, const Resolved& resolved) const {
   try {
     return impl_->Chain(0, request, resolved);
   } catch (const std::exception& e) {

@@ -252,5 +252,35 @@ TEST(HttpRouter, MiddlewareRunsInOrderSeesTheRouteAndMayAnswerEarly) {
   EXPECT_THAT(trace, ElementsAre("outer route=", "auth"));
 }
 
+TEST(HttpRouter, ResolveTellsWhetherTheMatchedRouteIsBlocking) {
+  Router router;
+  EXPECT_FALSE(router.HasBlockingRoutes());
+  ASSERT_TRUE(router.Add("POST", "/query", Echo, {.json_body = true, .blocking = true}).ok());
+  ASSERT_TRUE(router.Add("GET", "/query", Echo).ok());
+  ASSERT_TRUE(router.Add("GET", "/model", Echo, {.blocking = true}).ok());
+  EXPECT_TRUE(router.HasBlockingRoutes());
+
+  struct Case {
+    const char* method;
+    const char* target;
+    bool blocking;
+  };
+  const Case cases[] = {
+      {"POST", "/query", true},    {"GET", "/query", false},
+      {"GET", "/model?x=1", true}, {"HEAD", "/model", true},  // answered by the GET route
+      {"PUT", "/query", false},                               // 405: no handler runs
+      {"GET", "/missing", false},  {"GET", "/bad%zz", false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.method) + " " + c.target);
+    Request request = MakeRequest(c.method, c.target);
+    const Router::Resolved resolved = router.Resolve(request);
+    EXPECT_EQ(resolved.blocking(), c.blocking);
+    // Handling after resolving answers as Handle() alone does.
+    Request again = MakeRequest(c.method, c.target);
+    EXPECT_EQ(router.Handle(request, resolved).status, router.Handle(again).status);
+  }
+}
+
 }  // namespace
 }  // namespace mann::server

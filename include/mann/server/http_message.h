@@ -15,6 +15,7 @@
 
 #include <any>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -99,11 +100,35 @@ struct Request {
 
 // What a handler returns. The server adds Content-Length, Date, Connection and X-Request-ID;
 // a HEAD request gets the headers without the body.
+// Sends the parts of a body that is produced over time (Response::producer). One producer uses
+// it, from its own thread; it is valid only while the producer runs.
+class BodyWriter {
+ public:
+  virtual ~BodyWriter() = default;
+  // Queues `data` to be sent as it is, waiting while much is already queued (backpressure from
+  // a slow client). False once the client is gone, a write failed or timed out
+  // (ServerOptions::write_timeout) or the server is stopping: the producer should stop, as
+  // nothing it writes will be sent any more.
+  virtual bool Write(std::string_view data) = 0;
+  // True when Write would return false.
+  virtual bool closed() const = 0;
+};
+
+// Produces a body part by part through the writer, returning when the body is complete.
+using BodyProducer = std::function<void(BodyWriter& out)>;
+
 struct Response {
   int status = 200;
   std::string content_type = "application/json";  // empty: no Content-Type field
   std::string body;
   Headers headers;  // extra fields: Allow, Retry-After, Access-Control-*, ...
+  // When set, the body is not `body` but what the producer writes: the server sends the status
+  // and header at once, then each part as it is written (chunked transfer coding; to an
+  // HTTP/1.0 client, raw bytes and then the connection closes), and access-logs the exchange
+  // when the producer has returned and the last part is sent. It runs on the handler pool, so
+  // only a RouteOptions::blocking route may return one (any other gets a logged 500). HEAD
+  // requests get the header only, and the producer is not run.
+  BodyProducer producer;
 
   // A JSON body, serialized compactly.
   static Response Json(const boost::json::value& body, int status = 200);

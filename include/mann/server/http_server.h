@@ -18,8 +18,11 @@
 //                                request), at most max_header_bytes, else 431
 //   check Content-Length         over max_body_bytes: 413 before reading the body
 //   read the body                body_timeout; a chunked body growing past max_body_bytes: 413
-//   run the router               on an I/O thread, or on handler_threads if set (router.h)
-//   write the response           write_timeout
+//   run the router               on the connection's I/O thread; a route marked
+//                                RouteOptions::blocking on the handler pool (router.h)
+//   write the response           write_timeout; a streamed body (Response::producer): the
+//                                header, then each part as the producer writes it, each
+//                                write within write_timeout; logged once, at the end
 // A request the parser rejects (malformed request line or header: 400; header too large: 431;
 // body too large: 413) is answered with `Connection: close` and the connection is closed; a
 // timeout closes the connection without an answer, since the client has stopped taking part.
@@ -70,6 +73,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <mann/core/status.h>
 #include <mann/server/router.h>
@@ -87,11 +91,14 @@ struct ServerOptions {
   // TCP port; 0 picks a free ephemeral port (read it back with HttpServer::port()).
   std::uint16_t port = 8000;
 
-  // Threads running the I/O and, unless handler_threads is set, the handlers. 0: one per core.
+  // Threads running the I/O and the handlers of fast routes. 0: one per core.
   int io_threads = 0;
-  // 0 runs handlers on the I/O threads, which suits fast synchronous handlers: no hand-off cost.
-  // N > 0 runs them on a separate pool of N threads, so slow handlers cannot delay I/O.
-  int handler_threads = 0;
+  // The handler pool: threads running the handlers of RouteOptions::blocking routes (those that
+  // may wait seconds on a language model), so a slow handler cannot delay the connections of
+  // its I/O thread. At least 1; it bounds how many blocking requests run at once, the rest
+  // queue. Started only when some route is blocking; fast routes never hop onto it, which
+  // would cost a thread hand-off per request.
+  int handler_threads = 8;
 
   // Connections served at once; one more is answered 503 and closed.
   std::size_t max_connections = 1024;
@@ -108,6 +115,11 @@ struct ServerOptions {
 
   // Where the http_* metrics go; nullptr: metrics::Registry::Default(). Must outlive the server.
   metrics::Registry* registry = nullptr;
+
+  // Routes (as registered, e.g. "/health") whose answers below 400 are access-logged at debug
+  // instead of info. Probes poll every few seconds from each load balancer, orchestrator and
+  // scraper; logging each one buries the lines that matter. Failures are always logged at info.
+  std::vector<std::string> quiet_routes;
 };
 
 // What Stop() had to do.

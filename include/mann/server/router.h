@@ -38,6 +38,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,8 +48,9 @@
 
 namespace mann::server {
 
-// Answers one request. It runs on a server thread and may block (the memory bank is synchronous);
-// a slow handler holds that thread, so long work belongs behind ServerOptions::handler_threads.
+// Answers one request. It runs on a server thread and may block briefly (the memory bank is
+// synchronous); a handler that can wait for seconds must be registered with
+// RouteOptions::blocking, else it holds an I/O thread and every connection dealt to it.
 using Handler = std::function<Response(const Request&)>;
 
 // Continues the chain after a middleware: the next middleware, or routing and the handler.
@@ -59,9 +61,15 @@ struct RouteOptions {
   // The handler reads a JSON body: a request with a body (or a Content-Type) other than
   // application/json is answered 415 before the handler runs.
   bool json_body = false;
+  // The handler may wait on something slow, such as a language model: the server runs it on
+  // its handler pool (ServerOptions::handler_threads), so the I/O threads keep serving. Other
+  // handlers run inline on the connection's I/O thread, which costs no hand-off.
+  bool blocking = false;
 };
 
 class Router {
+  struct Endpoint;  // everything registered on one template; named by Resolved
+
  public:
   Router();
   ~Router();
@@ -80,9 +88,32 @@ class Router {
   // Appends a middleware; the first added runs outermost.
   void Use(Middleware middleware);
 
+  // What stage 1 found for a request; pass it to Handle(request, resolved) on any thread. Valid
+  // while the router lives.
+  class Resolved {
+   public:
+    // The route chosen for the request's method (GET for HEAD) is RouteOptions::blocking.
+    bool blocking() const { return blocking_; }
+
+   private:
+    friend class Router;
+    const Endpoint* endpoint_ = nullptr;
+    std::optional<std::string> target_error_;  // the 400 detail for a malformed target
+    bool blocking_ = false;
+  };
+
+  // Stage 1 alone: matches the path and decodes the query, setting request.path, route,
+  // path_params and query, so a caller can decide where to run the rest. Never throws.
+  Resolved Resolve(Request& request) const;
+  // Stages 2 and 3 for a request Resolve() has seen. Never throws.
+  Response Handle(Request& request, const Resolved& resolved) const;
+
   // Runs the request through the stages above and returns the response; sets request.route and
   // request.path_params. Never throws.
-  Response Handle(Request& request) const;
+  Response Handle(Request& request) const { return Handle(request, Resolve(request)); }
+
+  // True when some route is RouteOptions::blocking, i.e. the server needs its handler pool.
+  bool HasBlockingRoutes() const;
 
   // The template that `path` (percent-encoded, without the query) matches, or empty. For labels
   // of requests answered before routing (e.g. 413 by Content-Length).
