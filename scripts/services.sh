@@ -18,7 +18,8 @@ pg_bin=/usr/lib/postgresql/15/bin
 usage() { sed -n '2,12p' "$0"; }
 
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 as_pg_user() {
@@ -47,7 +48,13 @@ start() {
   redis_port="$(free_port)"
 
   mkdir -p "$dir/postgres"
-  [[ $(id -u) -eq 0 ]] && chown postgres: "$dir/postgres"
+  if [[ $(id -u) -eq 0 ]]; then
+    chown postgres: "$dir/postgres"
+    runuser -u postgres -- test -w "$dir/postgres" || {
+      echo "services: the postgres user cannot reach $dir/postgres; make its parents searchable" >&2
+      return 1
+    }
+  fi
   as_pg_user "$pg_bin/initdb" -D "$dir/postgres/data" -U mann --auth=trust -E UTF8 \
     --locale=C.UTF-8 >"$dir/postgres/initdb.log" 2>&1 ||
     { cat "$dir/postgres/initdb.log" >&2; return 1; }

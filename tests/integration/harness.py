@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.parse
 
 TIMEOUT = 60  # seconds, for every subprocess and every wait
 
@@ -96,9 +98,10 @@ def free_port():
 class Server:
     """One `mann serve` process on an ephemeral port over a data directory."""
 
-    def __init__(self, mann, root, data_dir, *extra, env=None):
-        self.port = free_port()
-        self.log = open(os.path.join(root, f"serve-{self.port}.log"), "w")
+    def __init__(self, mann, root, data_dir, *extra, env=None, port=None):
+        """`port`: a fixed port, e.g. to restart a replica where a load balancer expects it."""
+        self.port = port or free_port()
+        self.log = open(os.path.join(root, f"serve-{self.port}.log"), "a")
         self.proc = subprocess.Popen(
             [mann, "serve", "--data-dir", data_dir, "--set", "encoder.kind=hashed",
              "--set", f"server.port={self.port}", *extra],
@@ -166,3 +169,101 @@ def read_response(s):
             break
         rest += chunk
     return status, headers, rest[:length].decode(errors="replace")
+
+
+# ---- waiting, and Prometheus ------------------------------------------------------------------
+
+def http_get(port, path):
+    """(status, body text) of GET http://127.0.0.1:port/path."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def wait_for(what, probe):
+    """Calls probe() until it returns something truthy, for at most TIMEOUT seconds; returns that,
+    or raises TimeoutError naming `what` and the last value seen."""
+    deadline = time.monotonic() + TIMEOUT
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except OSError as e:  # not listening yet, or a connection reset
+            last = f"{type(e).__name__}: {e}"
+        else:
+            if last:
+                return last
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} within {TIMEOUT} s; last seen: {last!r}"[:600])
+
+
+def stop_process(proc, log):
+    """SIGTERM, then SIGKILL if it has not exited within TIMEOUT; returns the exit status."""
+    try:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait(timeout=TIMEOUT)
+    finally:
+        log.close()
+
+
+class Prometheus:
+    """A Prometheus server scraping the mann servers on `target_ports` every second, listening on
+    loopback only, with its storage in `root`."""
+
+    def __init__(self, binary, root, target_ports):
+        self.port = free_port()
+        config = os.path.join(root, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n"
+                    "  scrape_interval: 1s\n"
+                    "  scrape_timeout: 1s\n"
+                    "  evaluation_interval: 1s\n"
+                    "scrape_configs:\n"
+                    "  - job_name: mann\n"
+                    "    static_configs:\n"
+                    "      - targets: [" +
+                    ", ".join(f"'127.0.0.1:{p}'" for p in target_ports) + "]\n")
+        self.log = open(os.path.join(root, "prometheus.log"), "w")
+        self.proc = subprocess.Popen(
+            [binary, f"--config.file={config}",
+             f"--storage.tsdb.path={os.path.join(root, 'tsdb')}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=root,
+            env=hermetic_env(root))
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited at start with status {self.proc.returncode}")
+            return http_get(self.port, "/-/ready")[0] == 200
+
+        try:
+            wait_for("Prometheus ready", ready)
+        except Exception:
+            self.stop()
+            raise
+
+    def query(self, expr):
+        """The instant vector of `expr`: [(labels, float value)]. Raises on an API error."""
+        query = urllib.parse.urlencode({"query": expr})
+        status, text = http_get(self.port, "/api/v1/query?" + query)
+        doc = json.loads(text)
+        if status != 200 or doc.get("status") != "success":
+            raise RuntimeError(f"query {expr!r}: HTTP {status}: {text[:300]}")
+        return [(r["metric"], float(r["value"][1])) for r in doc["data"]["result"]]
+
+    def value(self, expr):
+        """The single value of `expr`, or None while it has no sample."""
+        result = self.query(expr)
+        return result[0][1] if len(result) == 1 else None
+
+    def stop(self):
+        return stop_process(self.proc, self.log)

@@ -11,15 +11,10 @@ Exit status 0 when every check passed; otherwise the failed checks are listed.
 """
 
 import argparse
-import http.client
-import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.parse
 
 import harness
 
@@ -30,102 +25,8 @@ check = checks.check
 MEMORY_SIZE = 4
 
 
-def http_get(port, path):
-    """(status, body text) of GET http://127.0.0.1:port/path."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
-
-
-def wait_for(what, probe):
-    """Calls probe() until it returns something truthy, for at most TIMEOUT seconds; returns that,
-    or raises TimeoutError naming `what` and the last value seen."""
-    deadline = time.monotonic() + TIMEOUT
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except OSError as e:  # not listening yet, or a connection reset
-            last = f"{type(e).__name__}: {e}"
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} within {TIMEOUT} s; last seen: {last!r}"[:600])
-
-
-def stop_process(proc, log):
-    """SIGTERM, then SIGKILL if it has not exited within TIMEOUT; returns the exit status."""
-    try:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait(timeout=TIMEOUT)
-    finally:
-        log.close()
-
-
-class Prometheus:
-    """A Prometheus server scraping one mann every second, listening on loopback only, with its
-    storage in `root`."""
-
-    def __init__(self, binary, root, target_port):
-        self.port = harness.free_port()
-        config = os.path.join(root, "prometheus.yml")
-        with open(config, "w") as f:
-            f.write("global:\n"
-                    "  scrape_interval: 1s\n"
-                    "  scrape_timeout: 1s\n"
-                    "  evaluation_interval: 1s\n"
-                    "scrape_configs:\n"
-                    "  - job_name: mann\n"
-                    "    static_configs:\n"
-                    f"      - targets: ['127.0.0.1:{target_port}']\n")
-        self.log = open(os.path.join(root, "prometheus.log"), "w")
-        self.proc = subprocess.Popen(
-            [binary, f"--config.file={config}",
-             f"--storage.tsdb.path={os.path.join(root, 'tsdb')}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=root,
-            env=harness.hermetic_env(root))
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited at start with status {self.proc.returncode}")
-            return http_get(self.port, "/-/ready")[0] == 200
-
-        try:
-            wait_for("Prometheus ready", ready)
-        except Exception:
-            self.stop()
-            raise
-
-    def query(self, expr):
-        """The instant vector of `expr`: [(labels, float value)]. Raises on an API error."""
-        status, text = http_get(self.port, "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
-        doc = json.loads(text)
-        if status != 200 or doc.get("status") != "success":
-            raise RuntimeError(f"query {expr!r}: HTTP {status}: {text[:300]}")
-        return [(r["metric"], float(r["value"][1])) for r in doc["data"]["result"]]
-
-    def value(self, expr):
-        """The single value of `expr`, or None while it has no sample."""
-        result = self.query(expr)
-        return result[0][1] if len(result) == 1 else None
-
-    def stop(self):
-        return stop_process(self.proc, self.log)
-
-
 def test_promtool(srv, promtool):
-    status, body = http_get(srv.port, "/metrics")
+    status, body = harness.http_get(srv.port, "/metrics")
     check(status == 200 and "http_requests_total" in body, "GET /metrics answers",
           f"{status} {body[:200]!r}")
     lint = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
@@ -135,10 +36,10 @@ def test_promtool(srv, promtool):
 
 
 def test_scrape(srv, prometheus_binary, root):
-    prom = Prometheus(prometheus_binary, root, srv.port)
+    prom = harness.Prometheus(prometheus_binary, root, [srv.port])
     try:
         # The target is found and scraped.
-        up = wait_for('up{job="mann"} == 1', lambda: prom.query('up{job="mann"}'))
+        up = harness.wait_for('up{job="mann"} == 1', lambda: prom.query('up{job="mann"}'))
         check(len(up) == 1 and up[0][1] == 1.0 and
               up[0][0].get("instance") == f"127.0.0.1:{srv.port}",
               "Prometheus scrapes mann: up == 1 for its address", str(up))
@@ -156,7 +57,7 @@ def test_scrape(srv, prometheus_binary, root):
               "the requests to /memories get the statuses expected", str(made))
 
         total = 'sum(http_requests_total{job="mann",route="/memories"})'
-        seen = wait_for(f"{total} == {len(made)}",
+        seen = harness.wait_for(f"{total} == {len(made)}",
                         lambda: prom.value(total) == len(made) and prom.value(total))
         check(seen == len(made), "the request counter, once scraped, equals the requests made",
               str(seen))
@@ -173,7 +74,7 @@ def test_scrape(srv, prometheus_binary, root):
         check(p_max is None or p_max >= 0, "the histogram's buckets make a quantile", str(p_max))
 
         # The bank: two memories of MEMORY_SIZE; the gauge must agree with /health.
-        util = wait_for("mann_memory_utilization of 0.5",
+        util = harness.wait_for("mann_memory_utilization of 0.5",
                         lambda: prom.query('mann_memory_utilization{job="mann"}'))
         _, _, health = srv.request("GET", "/health")
         check(len(util) == 1 and util[0][0].get("namespace") == "default" and
@@ -186,7 +87,7 @@ def test_scrape(srv, prometheus_binary, root):
 
         # The process: resident memory as the kernel reports it, within a factor of two (it
         # moves between the scrape and this read), and of a plausible size.
-        rss = wait_for("process_resident_memory_bytes",
+        rss = harness.wait_for("process_resident_memory_bytes",
                        lambda: prom.value('process_resident_memory_bytes{job="mann"}'))
         with open(f"/proc/{srv.proc.pid}/status") as f:
             kernel = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
