@@ -9,6 +9,8 @@
 
 #include <mann/api/api.h>
 #include <mann/api/validation.h>
+#include <mann/cache/redis.h>
+#include <mann/cache/result_cache.h>
 #include <mann/core/entry_json.h>
 #include <mann/core/log.h>
 #include <mann/core/version.h>
@@ -78,6 +80,12 @@ std::string_view WriteStatusName(WriteAction action) {
   return "unchanged";
 }
 
+// One server-sent event: `event: NAME`, `data: JSON` on one line (serialized JSON holds no
+// line break), and the blank line that ends it.
+std::string ServerSentEvent(std::string_view name, const json::value& data) {
+  return fmt::format("event: {}\ndata: {}\n\n", name, json::serialize(data));
+}
+
 Response MemoryNotFound(std::string_view id) {
   return server::NotFound(fmt::format("memory {} not found", id));
 }
@@ -123,6 +131,41 @@ std::optional<Response> ReadBody(const Request& request, bool required, json::va
   return std::nullopt;
 }
 
+// ---- The search cache's values ------------------------------------------------------------
+//
+// A value is the hits' ids, blank-separated, a line break, then the response body exactly as a
+// miss answered it. The ids let a hit count as a read of its entries, as a search does.
+
+std::string SearchCacheValue(const std::vector<SearchHit>& hits, std::string_view body) {
+  std::string value;
+  for (const SearchHit& hit : hits) {
+    if (!value.empty()) value += ' ';
+    value += hit.entry.id;
+  }
+  value += '\n';
+  value += body;
+  return value;
+}
+
+// The answer of a cached value, after bumping the usage of its hits; nullopt for a value of
+// another shape (written by another version), which the caller treats as a miss.
+std::optional<Response> CachedSearchAnswer(MemoryBank& bank, const std::string& ns,
+                                           std::string_view value) {
+  const std::size_t newline = value.find('\n');
+  if (newline == std::string_view::npos) return std::nullopt;
+  std::string_view ids = value.substr(0, newline);
+  while (!ids.empty()) {
+    const std::size_t blank = ids.find(' ');
+    // An entry removed since is NotFound: the generation moved, so this cannot happen unless
+    // the change came from elsewhere; a missing read is then the right bookkeeping.
+    bank.Get(ns, std::string(ids.substr(0, blank)), /*touch=*/true).status().IgnoreError();
+    ids = blank == std::string_view::npos ? std::string_view() : ids.substr(blank + 1);
+  }
+  Response response;
+  response.body = std::string(value.substr(newline + 1));
+  return response;
+}
+
 // A status from the bank for an operation on one id: NotFound becomes the API's 404 wording.
 Response IdError(const Status& status, std::string_view id, std::string_view location) {
   if (status.code() == StatusCode::kNotFound) return MemoryNotFound(id);
@@ -141,6 +184,9 @@ Status Api::RegisterRoutes(server::Router& router) {
     const char* path;
     Member handler;
     bool json_body;
+    // May wait seconds on a language model: run on the server's handler pool, not on an I/O
+    // thread, where it would hold up every connection dealt to that thread.
+    bool blocking = false;
   };
   const Route routes[] = {
       {"GET", "/health", &Api::Health, false},
@@ -155,14 +201,14 @@ Status Api::RegisterRoutes(server::Router& router) {
       {"GET", "/memories/{id}/history", &Api::MemoryHistory, false},
       {"POST", "/memories/{id}/forget", &Api::ForgetMemory, true},
       {"POST", "/search", &Api::Search, true},
-      {"POST", "/query", &Api::Query, true},
+      {"POST", "/query", &Api::Query, true, true},
       {"GET", "/statistics", &Api::Statistics, false},
       {"GET", "/alerts", &Api::Alerts, false},
   };
   for (const Route& r : routes) {
     MANN_RETURN_IF_ERROR(router.Add(
         r.method, r.path, [this, h = r.handler](const Request& req) { return (this->*h)(req); },
-        {.json_body = r.json_body}));
+        {.json_body = r.json_body, .blocking = r.blocking}));
   }
   return {};
 }
@@ -229,6 +275,10 @@ std::mutex& Api::SessionLock(const std::string& session_id) {
   return session_locks_[std::hash<std::string>{}(session_id) % session_locks_.size()];
 }
 
+void Api::InvalidateSearchCache(const std::string& ns) {
+  if (options_.search_cache != nullptr) options_.search_cache->InvalidateNamespace(ns);
+}
+
 // ---- Operations ------------------------------------------------------------------------------
 
 Response Api::Health(const Request& request) {
@@ -265,7 +315,10 @@ Response Api::Ready(const Request&) {
     log::Get("api")->warn("readiness check failed: {}", counters.status().ToString());
     return server::ServiceUnavailable("storage unavailable: " + counters.status().message());
   }
-  return Response::Json(json::object{{"status", "ready"}});
+  json::object o{{"status", "ready"}};
+  // Without Redis the server still serves (degraded): readiness stays, and says so.
+  if (options_.redis != nullptr) o["redis"] = options_.redis->up() ? "up" : "down";
+  return Response::Json(o);
 }
 
 Response Api::Metrics(const Request&) {
@@ -293,6 +346,8 @@ Response Api::AddMemory(const Request& request) {
   if (!in.ok()) return server::ValidationError(in.errors());
 
   auto outcome = runtime_.bank().Add(add);
+  // Also after a failure: a write that failed half-way may still have changed the namespace.
+  if (!outcome.ok() || outcome->action != WriteAction::kNoop) InvalidateSearchCache(add.ns);
   if (!outcome.ok()) return ErrorFromStatus(outcome.status());
   json::object o;
   o["memory_id"] = outcome->memory_id;
@@ -368,6 +423,7 @@ Response Api::UpdateMemory(const Request& request) {
   if (!in.ok()) return server::ValidationError(in.errors());
 
   auto outcome = runtime_.bank().Update(update);
+  InvalidateSearchCache(update.ns);
   if (!outcome.ok()) return IdError(outcome.status(), id, "body");
   return Response::Json(
       json::object{{"memory_id", id}, {"status", "updated"}, {"version", outcome->version}});
@@ -379,7 +435,9 @@ Response Api::DeleteMemory(const Request& request) {
   if (auto denied = ReadNamespace(in, request, ns)) return *denied;
   if (!in.ok()) return server::ValidationError(in.errors());
   const std::string id(request.PathParam("id"));
-  if (Status st = runtime_.bank().Delete(ns, id); !st.ok()) return IdError(st, id, "query");
+  const Status deleted = runtime_.bank().Delete(ns, id);
+  InvalidateSearchCache(ns);
+  if (!deleted.ok()) return IdError(deleted, id, "query");
   return Response::Json(json::object{{"memory_id", id}, {"status", "deleted"}});
 }
 
@@ -405,7 +463,9 @@ Response Api::ForgetMemory(const Request& request) {
   if (auto denied = ReadNamespace(in, request, ns)) return *denied;
   if (!in.ok()) return server::ValidationError(in.errors());
   const std::string id(request.PathParam("id"));
-  if (Status st = runtime_.bank().Forget(ns, id); !st.ok()) return IdError(st, id, "body");
+  const Status forgotten = runtime_.bank().Forget(ns, id);
+  InvalidateSearchCache(ns);
+  if (!forgotten.ok()) return IdError(forgotten, id, "body");
   return Response::Json(json::object{{"memory_id", id}, {"status", "forgotten"}});
 }
 
@@ -422,9 +482,23 @@ Response Api::Search(const Request& request) {
   if (auto v = in.Number("min_similarity", {.min = 0, .max = 1})) search.min_similarity = *v;
   if (!in.ok()) return server::ValidationError(in.errors());
 
+  // Keyed on every field that decides the answer, as parsed: 0.5 and 0.50 are one request.
+  cache::ResultCache::Ticket ticket;
+  if (options_.search_cache != nullptr) {
+    const std::string request_key = fmt::format("top_k={}\nmin_similarity={:.17g}\nquery={}",
+                                                search.top_k, search.min_similarity, search.query);
+    if (auto value = options_.search_cache->Lookup(search.ns, request_key, ticket)) {
+      if (auto answer = CachedSearchAnswer(runtime_.bank(), search.ns, *value)) return *answer;
+    }
+  }
+
   auto hits = runtime_.bank().Search(search);
   if (!hits.ok()) return ErrorFromStatus(hits.status());
-  return Response::Json(HitsToJson(*hits));
+  Response response = Response::Json(HitsToJson(*hits));
+  if (ticket.storable) {
+    options_.search_cache->Store(ticket, SearchCacheValue(*hits, response.body));
+  }
+  return response;
 }
 
 Response Api::Query(const Request& request) {
@@ -437,22 +511,66 @@ Response Api::Query(const Request& request) {
   if (auto v = in.String("input_text", {.required = true, .min_length = 1})) text = *v;
   const bool retrieve = in.Bool("retrieve_memories").value_or(true);
   const std::string session = in.String("session_id").value_or("");
+  const bool stream = in.Bool("stream").value_or(false);
   if (!in.ok()) return server::ValidationError(in.errors());
 
-  Result<chat::TurnResult> turn = [&] {
-    if (session.empty()) return runtime_.chat().Turn(ns, session, text, retrieve);
-    std::lock_guard lock(SessionLock(session));
-    return runtime_.chat().Turn(ns, session, text, retrieve);
-  }();
-  if (!turn.ok()) return ErrorFromStatus(turn.status());
-  json::object o;
-  o["output"] = turn->reply;
-  o["memory_info"] = HitsToJson(turn->memories);
-  o["processing_time"] = turn->processing_seconds;
-  o["memory_utilization"] =
-      double(runtime_.bank().TotalCount()) / double(runtime_.bank().options().memory_size);
-  o["session_id"] = turn->session_id;
-  return Response::Json(o);
+  // The turn, and the answer made of it, alike for both forms of the reply.
+  auto run_turn = [this, ns, session, text, retrieve](const chat::TextSink& on_text) {
+    Result<chat::TurnResult> turn = [&] {
+      if (session.empty()) return runtime_.chat().Turn(ns, session, text, retrieve, on_text);
+      std::lock_guard lock(SessionLock(session));
+      return runtime_.chat().Turn(ns, session, text, retrieve, on_text);
+    }();
+    if (turn.ok() && !turn->writes.empty()) InvalidateSearchCache(ns);
+    return turn;
+  };
+  auto answer = [this](const chat::TurnResult& turn) {
+    json::object o;
+    o["output"] = turn.reply;
+    o["memory_info"] = HitsToJson(turn.memories);
+    o["processing_time"] = turn.processing_seconds;
+    o["memory_utilization"] =
+        double(runtime_.bank().TotalCount()) / double(runtime_.bank().options().memory_size);
+    o["session_id"] = turn.session_id;
+    return o;
+  };
+
+  if (!stream) {
+    Result<chat::TurnResult> turn = run_turn({});
+    if (!turn.ok()) return ErrorFromStatus(turn.status());
+    return Response::Json(answer(*turn));
+  }
+
+  // Streamed: an unknown session is still a 404, found before the 200 is committed.
+  if (!session.empty()) {
+    if (Status known = runtime_.chat().ResumeSession(session, ns); !known.ok()) {
+      return ErrorFromStatus(known);
+    }
+  }
+  // The turn runs in the producer, on the server's handler pool, and each piece of the reply is
+  // sent as a chunk event as the responder makes it. A client that leaves makes the writes
+  // fail; the turn still runs to its end, so that its memory writes are not left half done.
+  Response response = Response::Text("", 200, "text/event-stream; charset=utf-8");
+  response.headers.Set("Cache-Control", "no-cache");
+  response.producer = [run_turn, answer](server::BodyWriter& out) {
+    Result<chat::TurnResult> turn = run_turn([&out](std::string_view piece) {
+      out.Write(ServerSentEvent("chunk", json::object{{"text", piece}}));
+    });
+    if (turn.ok()) {
+      out.Write(ServerSentEvent("done", answer(*turn)));
+      return;
+    }
+    // The status line is sent already: the failure becomes the last event.
+    Response error = ErrorFromStatus(turn.status());
+    json::object data{{"status", error.status}};
+    boost::system::error_code parse_error;
+    json::value error_body = json::parse(error.body, parse_error);
+    if (!parse_error && error_body.is_object() && error_body.as_object().contains("detail")) {
+      data["detail"] = error_body.as_object().at("detail");
+    }
+    out.Write(ServerSentEvent("error", data));
+  };
+  return response;
 }
 
 Response Api::Statistics(const Request& request) {

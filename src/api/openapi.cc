@@ -204,7 +204,14 @@ json::object Schemas() {
   s["QueryRequest"] = Object({{"input_text", {{"type", "string"}, {"minLength", 1}}},
                               {"retrieve_memories", {{"type", "boolean"}, {"default", true}}},
                               {"session_id", Str()},
-                              {"user_id", Str()}},
+                              {"user_id", Str()},
+                              {"stream",
+                               {{"type", "boolean"},
+                                {"default", false},
+                                {"description",
+                                 "Answer text/event-stream: `chunk` events with {\"text\"} "
+                                 "pieces of the reply in order, then one `done` event whose data "
+                                 "is the QueryResponse"}}}},
                              {"input_text"});
   s["QueryResponse"] = Object({{"output", Str()},
                                {"memory_info", {{"type", "array"}, {"items", Ref("SearchHit")}}},
@@ -295,9 +302,17 @@ json::value OpenApiDocument() {
       {"post", Operation("Find memories by meaning and words, best first", {}, "SearchRequest",
                          {{"200", Reply("Hits", {{"type", "array"}, {"items", Ref("SearchHit")}})},
                           {"503", unavailable}})}};
+  // With "stream": true the same answer comes as server-sent events.
+  json::object query_reply = Reply("The reply", Ref("QueryResponse"));
+  query_reply["content"].as_object()["text/event-stream"] = {
+      {"schema",
+       {{"type", "string"},
+        {"description",
+         "event: chunk / data: {\"text\": \"...\"} for each piece of the reply in order, "
+         "then event: done / data: the QueryResponse object"}}}};
   paths["/query"] = {
       {"post", Operation("One chat turn: recall, reply, remember", {}, "QueryRequest",
-                         {{"200", Reply("The reply", Ref("QueryResponse"))},
+                         {{"200", std::move(query_reply)},
                           {"404", Error("Unknown session_id")},
                           {"503", unavailable}})}};
   paths["/statistics"] = {

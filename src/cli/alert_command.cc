@@ -17,7 +17,7 @@
 #include <mann/pager/pager.h>
 #include <mann/pager/payloads.h>
 #include <mann/runtime/runtime.h>
-#include <mann/store/sqlite_store.h>
+#include <mann/store/store.h>
 
 #include "monitoring.h"
 
@@ -26,11 +26,12 @@ namespace {
 
 namespace json = boost::json;
 
-// The data directory's store alone: the alert commands need neither the bank nor an encoder.
-Result<std::unique_ptr<store::SqliteStore>> OpenStore(const config::Config& config) {
+// The configured store alone (SQLite in the data directory, or the shared PostgreSQL): the alert
+// commands need neither the bank nor an encoder.
+Result<std::unique_ptr<store::Store>> OpenAlertStore(const config::Config& config) {
   MANN_RETURN_IF_ERROR(runtime::ConfigureLogging(config.log));
   MANN_RETURN_IF_ERROR(runtime::EnsureDataDir(config.storage.data_dir));
-  return store::SqliteStore::Open({.path = runtime::DatabasePath(config.storage.data_dir)});
+  return runtime::OpenStore(config.storage);
 }
 
 pager::Notification TestNotification(std::string_view channel) {
@@ -202,7 +203,7 @@ int RunAlertTest(const config::LoadedConfig& loaded, const AlertTestArgs& args, 
   metrics::Registry registry;  // the command's own: nothing scrapes it
   options->registry = &registry;
 
-  auto store = OpenStore(config);
+  auto store = OpenAlertStore(config);
   if (!store.ok()) return ReportError(io.err, store.status());
   auto pager = pager::Pager::Create(std::move(*options), **store);
   if (!pager.ok()) return ReportError(io.err, pager.status());
@@ -236,7 +237,7 @@ int RunAlertList(const config::LoadedConfig& loaded, const AlertListArgs& args, 
     for (const pager::ChannelConfig& c : options->channels) channels.push_back(c.name);
   }
 
-  auto store = OpenStore(config);
+  auto store = OpenAlertStore(config);
   if (!store.ok()) return ReportError(io.err, store.status());
   Result<std::vector<store::OutboxDelivery>> rows = (*store)->RecentDeliveries(args.limit);
   if (!rows.ok()) return ReportError(io.err, rows.status());

@@ -13,8 +13,10 @@
 #include <mann/runtime/runtime.h>
 
 #include "alert_command.h"
+#include "backup_command.h"
 #include "chat_command.h"
 #include "context.h"
+#include "health_command.h"
 #include "key_command.h"
 #include "memory_commands.h"
 #include "progress.h"
@@ -46,6 +48,9 @@ struct Parsed {
   KeyCreateArgs key_create;
   AlertTestArgs alert_test;
   AlertListArgs alert_list;
+  BackupArgs backup;
+  RestoreArgs restore;
+  HealthArgs health;
 };
 
 // What runs after parsing: either a command needing no runtime (config show) or one that does.
@@ -300,6 +305,64 @@ void AddInfo(CLI::App& app, Parsed& p, Action& action) {
   });
 }
 
+void AddOperations(CLI::App& app, Parsed& p, Action& action) {
+  auto* backup = app.add_subcommand(
+      "backup",
+      "Back up the database (consistent while mann serve runs) into backup.dir with a manifest "
+      "of checksums; then run backup.upload_command and prune backups older than "
+      "backup.retention_days");
+  backup->add_option("--dir", p.backup.dir, "Backup directory (backup.dir)")->type_name("DIR");
+  backup
+      ->add_option("--retention-days", p.backup.retention_days,
+                   "Prune backups older than this; 0 keeps all (backup.retention_days)")
+      ->check(CLI::Range(0, 36'500))
+      ->type_name("N");
+  backup->add_flag("--json", p.backup.json, "Print one JSON document instead of text");
+  backup->callback([&] {
+    action.without_runtime = [&](const config::LoadedConfig& loaded, Io& io) {
+      return RunBackup(loaded, p.backup, io);
+    };
+  });
+
+  auto* restore = app.add_subcommand(
+      "restore",
+      "Verify a backup's checksums and integrity and restore it into storage.data_dir; refuses "
+      "a database in use, and one holding data unless --force");
+  restore->add_option("backup", p.restore.backup, "The backup's manifest or its data file")
+      ->required()
+      ->type_name("BACKUP");
+  restore->add_flag("--force", p.restore.force,
+                    "Replace a database that holds data (it is kept as <db>.replaced-<time>)");
+  restore->add_flag("--json", p.restore.json, "Print one JSON document instead of text");
+  restore->callback([&] {
+    action.without_runtime = [&](const config::LoadedConfig& loaded, Io& io) {
+      return RunRestore(loaded, p.restore, io);
+    };
+  });
+
+  auto* health = app.add_subcommand(
+      "health",
+      "GET a server's /health (or /ready): exit 0 when healthy, 1 with the reason otherwise, "
+      "and POST the failure to a webhook when one is set");
+  health
+      ->add_option("--url", p.health.url,
+                   "What to check (default http://<server.host>:<server.port>/health)")
+      ->type_name("URL");
+  health->add_option("--timeout", p.health.timeout_seconds, "Seconds allowed for the answer")
+      ->check(CLI::Range(0.001, 600.0))
+      ->capture_default_str()
+      ->type_name("S");
+  health
+      ->add_option("--webhook", p.health.webhook,
+                   "Where a failure is POSTed as {\"text\": ...} (health.webhook)")
+      ->type_name("URL");
+  health->callback([&] {
+    action.without_runtime = [&](const config::LoadedConfig& loaded, Io& io) {
+      return RunHealth(loaded, p.health, io);
+    };
+  });
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -315,6 +378,7 @@ int Main(int argc, char** argv) {
   AddChat(app, p, action);
   AddMemory(app, p, action);
   AddInfo(app, p, action);
+  AddOperations(app, p, action);
 
   try {
     app.parse(argc, argv);

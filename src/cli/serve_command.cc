@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <mann/api/api.h>
+#include <mann/cache/redis.h>
+#include <mann/cache/result_cache.h>
 #include <mann/core/log.h>
 #include <mann/metrics/process_collector.h>
 #include <mann/monitor/monitor.h>
@@ -103,10 +105,12 @@ class ShutdownSignals {
   struct sigaction old_int_ {};
 };
 
-server::ServerOptions OptionsFromConfig(const config::ServerConfig& c) {
+server::ServerOptions OptionsFromConfig(const config::ServerConfig& c,
+                                        const config::LogConfig& log) {
   server::ServerOptions o;
   o.host = c.host;
   o.port = static_cast<std::uint16_t>(c.port);
+  o.handler_threads = c.handler_threads;
   o.max_connections = static_cast<std::size_t>(c.max_connections);
   o.max_header_bytes = static_cast<std::size_t>(c.max_header_bytes);
   o.max_body_bytes = static_cast<std::size_t>(c.max_body_bytes);
@@ -115,14 +119,17 @@ server::ServerOptions OptionsFromConfig(const config::ServerConfig& c) {
   o.idle_timeout = c.idle_timeout;
   o.write_timeout = c.write_timeout;
   o.drain_timeout = c.drain_timeout;
+  if (!log.access_log_probes) o.quiet_routes = {"/health", "/ready", "/metrics"};
   return o;
 }
 
 // The middleware chain from the security settings, outermost first: trusted hosts (a request
 // for another host reaches nothing), CORS (preflights are answered before authentication, and
 // error answers still carry the headers a browser needs to read them), API keys, rate limits
-// (after the key is known, so that limits are per key).
-Status InstallSecurity(const config::Config& config, server::Router& router) {
+// (after the key is known, so that limits are per key). With `redis` the limits' buckets live
+// there, shared by every replica.
+Status InstallSecurity(const config::Config& config, server::Router& router,
+                       std::shared_ptr<cache::RedisClient> redis) {
   const config::SecurityConfig& sec = config.security;
   std::vector<std::string> hosts;
   if (sec.trusted_hosts.empty()) {
@@ -163,6 +170,11 @@ Status InstallSecurity(const config::Config& config, server::Router& router) {
     if (Status st = security::CheckRuleRoutes(limits.rules, router.Routes()); !st.ok()) {
       return InvalidArgumentError("rate_limit.rules: " + st.message());
     }
+    if (redis != nullptr) {
+      limits.store =
+          std::make_shared<security::RedisRateLimitStore>(security::RedisRateLimitStoreOptions{
+              .redis = std::move(redis), .key_prefix = config.redis.key_prefix});
+    }
     router.Use(security::RateLimitMiddleware(std::move(limits)));
   }
   return {};
@@ -172,6 +184,10 @@ Status InstallSecurity(const config::Config& config, server::Router& router) {
 // the health checks /health?detail=1 answers with. Declared before the server in RunServe, so
 // that it outlives the router whose recording middleware writes into the monitor's window.
 struct Operations {
+  // The shared Redis (redis.url), or nullptr; first, so that it outlives everything using it.
+  std::shared_ptr<cache::RedisClient> redis;
+  // POST /search answers (cache.enabled), or nullptr.
+  std::unique_ptr<cache::ResultCache> search_cache;
   std::unique_ptr<pager::Pager> pager;
   std::unique_ptr<monitor::Monitor> monitor;
   // The checks of a server without a monitor; with one, the monitor's own are used.
@@ -182,11 +198,47 @@ struct Operations {
   // stops before the pager does.
 };
 
+// The scope of the search cache's keys: replicas that share a database share answers; a
+// SQLite file is never shared between hosts, so its host and path make it unique.
+std::string CacheScope(runtime::Runtime& rt) {
+  if (rt.config().storage.backend != "sqlite") return {};
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  return fmt::format("sqlite:{}:{}", host, rt.database_path());
+}
+
+// Connects to Redis (redis.url) and builds the search cache (cache.enabled): in Redis when
+// there is one, else in process.
+Status BuildCache(runtime::Runtime& rt, Operations& ops) {
+  const config::Config& config = rt.config();
+  auto log = log::Get("serve");
+  if (!config.redis.url.empty()) {
+    MANN_ASSIGN_OR_RETURN(
+        ops.redis, cache::RedisClient::Create({.url = config.redis.url,
+                                               .connect_timeout = config.redis.connect_timeout,
+                                               .command_timeout = config.redis.command_timeout}));
+    log->info("redis: {} ({}), keys prefixed \"{}\"", ops.redis->endpoint().Describe(),
+              ops.redis->up() ? "up" : "down, serving without it until it answers",
+              config.redis.key_prefix);
+  }
+  if (config.cache.enabled) {
+    ops.search_cache = std::make_unique<cache::ResultCache>(
+        cache::ResultCacheOptions{.max_entries = static_cast<std::size_t>(config.cache.size),
+                                  .ttl = config.cache.ttl,
+                                  .redis = ops.redis,
+                                  .key_prefix = config.redis.key_prefix,
+                                  .scope = CacheScope(rt),
+                                  .name = "search"});
+  }
+  return {};
+}
+
 // Builds the pager (pager.enabled) and the monitor (monitoring.enabled) from the configuration,
 // with the service's health checks. Starts nothing.
 Status BuildOperations(runtime::Runtime& rt, Operations& ops) {
   const config::Config& config = rt.config();
   auto log = log::Get("serve");
+  MANN_RETURN_IF_ERROR(BuildCache(rt, ops));
 
   if (config.pager.enabled) {
     MANN_ASSIGN_OR_RETURN(pager::PagerOptions options, PagerOptionsFromConfig(config));
@@ -200,17 +252,18 @@ Status BuildOperations(runtime::Runtime& rt, Operations& ops) {
 
   if (!config.monitoring.enabled) {
     ops.health = std::make_unique<monitor::HealthChecker>();
-    return RegisterServiceChecks(*ops.health, rt, {.pager = ops.pager.get(), .system = true});
+    return RegisterServiceChecks(
+        *ops.health, rt, {.pager = ops.pager.get(), .system = true, .redis = ops.redis.get()});
   }
 
   MANN_ASSIGN_OR_RETURN(monitor::MonitorOptions options, MonitorOptionsFromConfig(config));
   if (ops.pager) options.sink = PagerSink(*ops.pager);
-  options.may_notify = ReplicaNotifyGate(config);
+  options.may_notify = ReplicaNotifyGate(config, ops.redis);
   MANN_ASSIGN_OR_RETURN(ops.monitor, monitor::Monitor::Create(std::move(options), rt.clock()));
   MANN_RETURN_IF_ERROR(
       ops.monitor->AddSource("memory_utilization", UtilizationByNamespace(rt.bank()), "namespace"));
-  MANN_RETURN_IF_ERROR(
-      RegisterServiceChecks(ops.monitor->health(), rt, {.pager = ops.pager.get()}));
+  MANN_RETURN_IF_ERROR(RegisterServiceChecks(ops.monitor->health(), rt,
+                                             {.pager = ops.pager.get(), .redis = ops.redis.get()}));
   // A rule on a metric nothing reports would never fire: refuse it rather than watch nothing.
   if (Status st = ops.monitor->CheckRules(); !st.ok()) {
     return InvalidArgumentError("monitoring.alert_rules: " + st.message());
@@ -228,17 +281,35 @@ int RunServe(CommandEnv& env) {
 
   Operations ops;
   if (Status st = BuildOperations(env.rt, ops); !st.ok()) return ReportError(env.io.err, st);
+  // Another replica's write reached this one's memory: answers cached before it are stale. An
+  // empty `ns` is a full reload (the follower fell behind the change log's pruning), after which
+  // any namespace may have changed.
+  runtime::ScopedOnApplied invalidate_on_replica_change(
+      env.rt.follower(),
+      [cache = ops.search_cache.get(), &bank = env.rt.bank()](const std::string& ns) {
+        if (cache == nullptr) return;
+        if (!ns.empty()) {
+          cache->InvalidateNamespace(ns);
+          return;
+        }
+        // TODO(#6): a namespace that the reload found emptied is no longer listed, so answers
+        // cached for it live until cache.ttl.
+        for (const NamespaceStats& s : bank.Stats().namespaces) cache->InvalidateNamespace(s.ns);
+      });
 
-  const server::ServerOptions options = OptionsFromConfig(env.rt.config().server);
+  const server::ServerOptions options =
+      OptionsFromConfig(env.rt.config().server, env.rt.config().log);
   server::HttpServer http(options);
   // Outermost, so the window times everything a client waits for, refusals by the security
   // middleware included.
   if (ops.monitor) http.router().Use(monitor::RecordingMiddleware(ops.monitor->window()));
   api::Api api(env.rt, {.draining = [&http] { return http.draining(); },
                         .health = &ops.checker(),
-                        .alerts = ops.monitor ? &ops.monitor->alerts() : nullptr});
+                        .alerts = ops.monitor ? &ops.monitor->alerts() : nullptr,
+                        .search_cache = ops.search_cache.get(),
+                        .redis = ops.redis.get()});
   if (Status st = api.RegisterRoutes(http.router()); !st.ok()) return ReportError(env.io.err, st);
-  if (Status st = InstallSecurity(env.rt.config(), http.router()); !st.ok()) {
+  if (Status st = InstallSecurity(env.rt.config(), http.router(), ops.redis); !st.ok()) {
     return ReportError(env.io.err, st);
   }
   if (Status st = api.RegisterMetrics(metrics::Registry::Default()); !st.ok()) {

@@ -342,6 +342,11 @@ class Loader {
       history.value =
           (std::filesystem::path(std::get<std::string>(data_dir.value)) / "chat_history").string();
     }
+    Slot& backup_dir = SlotOf("backup.dir");
+    if (std::get<std::string>(backup_dir.value).empty()) {
+      backup_dir.value =
+          (std::filesystem::path(std::get<std::string>(data_dir.value)) / "backups").string();
+    }
   }
 
   // `key=value (where)` for a cross-key message.
@@ -400,6 +405,11 @@ class Loader {
       }
     }
 
+    if (!AnyFailed({"llm.base_url", "llm.model"}) && IsSet("llm.base_url") && !IsSet("llm.model")) {
+      AddError(StatusCode::kInvalidArgument,
+               fmt::format("{} needs llm.model (set MANN_LLM_MODEL)", Describe("llm.base_url")));
+    }
+
     if (!AnyFailed({"security.cors_origins", "security.cors_allow_credentials"}) &&
         std::get<bool>(SlotOf("security.cors_allow_credentials").value) &&
         std::get<std::string>(SlotOf("security.cors_origins").value).find('*') !=
@@ -410,6 +420,15 @@ class Loader {
                            "list the origins instead",
                            Describe("security.cors_allow_credentials"),
                            Describe("security.cors_origins")));
+    }
+
+    if (!AnyFailed({"storage.backend", "storage.postgres_url"}) &&
+        std::get<std::string>(SlotOf("storage.backend").value) == "postgres" &&
+        !IsSet("storage.postgres_url")) {
+      AddError(StatusCode::kInvalidArgument,
+               fmt::format("{} needs storage.postgres_url (set MANN_DATABASE_URL to "
+                           "postgresql://user:password@host:5432/database)",
+                           Describe("storage.backend")));
     }
 
     CheckPagerChannels();

@@ -77,6 +77,7 @@ TEST(ConfigDefaults, EveryKeyHasItsDocumentedDefault) {
   const std::map<std::string, std::string> expected = {
       {"server.host", "\"127.0.0.1\""},
       {"server.port", "8000"},
+      {"server.handler_threads", "8"},
       {"server.max_connections", "1024"},
       {"server.max_header_bytes", "16384"},
       {"server.max_body_bytes", "1048576"},
@@ -96,6 +97,7 @@ TEST(ConfigDefaults, EveryKeyHasItsDocumentedDefault) {
       {"log.level", "\"info\""},
       {"log.file", "\"\""},
       {"log.format", "\"text\""},
+      {"log.access_log_probes", "false"},
       {"monitoring.enabled", "true"},
       {"monitoring.health_check_interval", "30"},
       {"monitoring.alert_rules", "\"\""},
@@ -129,8 +131,18 @@ TEST(ConfigDefaults, EveryKeyHasItsDocumentedDefault) {
       {"cache.enabled", "true"},
       {"cache.size", "1000"},
       {"cache.ttl", "3600"},
+      {"redis.url", "\"\""},
+      {"redis.connect_timeout", "200"},
+      {"redis.command_timeout", "200"},
+      {"redis.key_prefix", "\"mann:\""},
       {"storage.backend", "\"sqlite\""},
       {"storage.data_dir", "\"/home/ana/.local/share/mann\""},
+      {"storage.postgres_url", "\"\""},
+      {"storage.postgres_connect_timeout", "5"},
+      {"backup.dir", "\"/home/ana/.local/share/mann/backups\""},
+      {"backup.retention_days", "7"},
+      {"backup.upload_command", "\"\""},
+      {"health.webhook", "\"\""},
       {"retrieval.fusion", "\"weighted_sum\""},
       {"retrieval.dense_weight", "0.5"},
       {"retrieval.lexical_weight", "0.5"},
@@ -150,6 +162,16 @@ TEST(ConfigDefaults, EveryKeyHasItsDocumentedDefault) {
       {"encoder.model", "\"\""},
       {"encoder.api_key", "\"\""},
       {"encoder.timeout", "10"},
+      {"llm.base_url", "\"\""},
+      {"llm.model", "\"\""},
+      {"llm.api_key", "\"\""},
+      {"llm.connect_timeout", "5"},
+      {"llm.timeout", "60"},
+      {"llm.max_prompt_tokens", "3000"},
+      {"llm.temperature", "0.7"},
+      {"llm.memory_decisions", "false"},
+      {"llm.breaker_failures", "5"},
+      {"llm.breaker_open_duration", "30"},
   };
   LoadedConfig loaded = LoadOk({.env = kHome});
   ASSERT_EQ(loaded.settings.size(), expected.size()) << "a key was added: extend this table";
@@ -271,6 +293,7 @@ TEST(ConfigEnv, EveryVariableInTheTableIsHonoured) {
   const std::vector<Case> cases = {
       {"MANN_API_HOST", "0.0.0.0", [](const Config& c) { return c.server.host == "0.0.0.0"; }},
       {"MANN_API_PORT", "9001", [](const Config& c) { return c.server.port == 9001; }},
+      {"MANN_HANDLER_THREADS", "3", [](const Config& c) { return c.server.handler_threads == 3; }},
       {"MANN_SHUTDOWN_GRACE", "5",
        [](const Config& c) { return c.server.shutdown_grace.count() == 5; }},
       {"MANN_API_KEYS_FILE", "/etc/mann/keys.toml",
@@ -288,6 +311,7 @@ TEST(ConfigEnv, EveryVariableInTheTableIsHonoured) {
        [](const Config& c) { return c.rate_limit.rules == "POST /memories=10/minute"; }},
       {"MANN_LOG_LEVEL", "DEBUG", [](const Config& c) { return c.log.level == "debug"; }},
       {"MANN_LOG_FORMAT", "JSON", [](const Config& c) { return c.log.format == "json"; }},
+      {"MANN_LOG_ACCESS_PROBES", "true", [](const Config& c) { return c.log.access_log_probes; }},
       {"MANN_LOG_FILE", "/var/log/m.log",
        [](const Config& c) { return c.log.file == "/var/log/m.log"; }},
       {"MANN_ENABLE_MONITORING", "off", [](const Config& c) { return !c.monitoring.enabled; }},
@@ -327,10 +351,32 @@ TEST(ConfigEnv, EveryVariableInTheTableIsHonoured) {
       {"MANN_ENABLE_CACHING", "0", [](const Config& c) { return !c.cache.enabled; }},
       {"MANN_CACHE_SIZE", "0", [](const Config& c) { return c.cache.size == 0; }},
       {"MANN_CACHE_TTL", "60", [](const Config& c) { return c.cache.ttl.count() == 60; }},
+      {"MANN_REDIS_URL", "redis://:pw@cache:6380/1",
+       [](const Config& c) { return c.redis.url == "redis://:pw@cache:6380/1"; }},
+      {"MANN_REDIS_CONNECT_TIMEOUT", "150",
+       [](const Config& c) { return c.redis.connect_timeout.count() == 150; }},
+      {"MANN_REDIS_COMMAND_TIMEOUT", "75",
+       [](const Config& c) { return c.redis.command_timeout.count() == 75; }},
+      {"MANN_REDIS_KEY_PREFIX",
+       "prod:mann:", [](const Config& c) { return c.redis.key_prefix == "prod:mann:"; }},
       {"MANN_STORAGE_BACKEND", "SQLite",
        [](const Config& c) { return c.storage.backend == "sqlite"; }},
+      {"MANN_BACKUP_DIR", "/srv/backups",
+       [](const Config& c) { return c.backup.dir == "/srv/backups"; }},
+      {"MANN_BACKUP_RETENTION_DAYS", "30",
+       [](const Config& c) { return c.backup.retention_days == 30; }},
+      {"MANN_BACKUP_UPLOAD_COMMAND", "/usr/local/bin/up --to 'a b'",
+       [](const Config& c) { return c.backup.upload_command == "/usr/local/bin/up --to 'a b'"; }},
+      {"MANN_HEALTH_WEBHOOK", "https://hooks.example.com/T0",
+       [](const Config& c) { return c.health.webhook == "https://hooks.example.com/T0"; }},
       {"MANN_DATA_DIR", "/srv/mann",
        [](const Config& c) { return c.storage.data_dir == "/srv/mann"; }},
+      {"MANN_DATABASE_URL", "postgresql://m@db:5432/mann",
+       [](const Config& c) { return c.storage.postgres_url == "postgresql://m@db:5432/mann"; }},
+      {"MANN_DATABASE_CONNECT_TIMEOUT", "9",
+       [](const Config& c) {
+         return c.storage.postgres_connect_timeout == std::chrono::seconds(9);
+       }},
       {"MANN_FUSION", "rrf", [](const Config& c) { return c.retrieval.fusion == "rrf"; }},
       {"MANN_CHAT_MIN_RELEVANCE", "0.5",
        [](const Config& c) { return c.chat.min_relevance == 0.5; }},
@@ -344,6 +390,12 @@ TEST(ConfigEnv, EveryVariableInTheTableIsHonoured) {
       {"MANN_ENCODER_API_KEY", "sk-1", [](const Config& c) { return c.encoder.api_key == "sk-1"; }},
       {"MANN_ENCODER_TIMEOUT", "30",
        [](const Config& c) { return c.encoder.timeout.count() == 30; }},
+      {"MANN_LLM_BASE_URL", "http://127.0.0.1:11434/v1",
+       [](const Config& c) { return c.llm.base_url == "http://127.0.0.1:11434/v1"; }},
+      {"MANN_LLM_MODEL", "llama3.2", [](const Config& c) { return c.llm.model == "llama3.2"; }},
+      {"MANN_LLM_API_KEY", "sk-2", [](const Config& c) { return c.llm.api_key == "sk-2"; }},
+      {"MANN_LLM_TIMEOUT", "90", [](const Config& c) { return c.llm.timeout.count() == 90; }},
+      {"MANN_LLM_MEMORY_DECISIONS", "on", [](const Config& c) { return c.llm.memory_decisions; }},
   };
 
   std::set<std::string> in_table;
@@ -360,6 +412,8 @@ TEST(ConfigEnv, EveryVariableInTheTableIsHonoured) {
     in.env[c.env] = c.text;
     // Enabling the pager is only valid with a channel; give it one from a lower layer.
     if (c.env == "MANN_ENABLE_PAGER") in.overrides = {{"pager.webhook", "http://h.example"}};
+    // A model server needs a model name.
+    if (c.env == "MANN_LLM_BASE_URL") in.overrides = {{"llm.model", "m"}};
     // An email channel needs a sender and recipients.
     if (c.env == "MANN_SMTP_URL") {
       in.overrides = {{"pager.smtp_from", "m@example.com"}, {"pager.smtp_to", "o@example.com"}};
@@ -370,6 +424,17 @@ TEST(ConfigEnv, EveryVariableInTheTableIsHonoured) {
                                   [&](const KeyInfo& k) { return k.env == c.env; });
     EXPECT_EQ(Origin(loaded, key->key), "env:" + c.env);
   }
+}
+
+TEST(ConfigCrossKeys, ModelServerNeedsAModelName) {
+  ConfigInputs in{.env = kHome};
+  in.env["MANN_LLM_BASE_URL"] = "http://127.0.0.1:11434/v1";
+  Result<LoadedConfig> loaded = LoadConfig(in);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("llm.base_url=\"http://127.0.0.1:11434/v1\" (env "
+                                           "MANN_LLM_BASE_URL) needs llm.model"),
+            std::string::npos)
+      << loaded.status().message();
 }
 
 TEST(ConfigEnv, EmptyVariableCountsAsUnset) {
@@ -415,9 +480,8 @@ TEST(ConfigValues, BadEnvironmentTextNamesVariableValueKeyAndRule) {
       {"MANN_LOG_LEVEL", "loud",
        "log.level must be one of: trace, debug, info, warn, warning, error, critical, off"},
       {"MANN_FUSION", "max", "retrieval.fusion must be one of: weighted_sum, rrf"},
-      {"MANN_STORAGE_BACKEND", "postgres",
-       "storage.backend \"postgres\" is not available in this build; storage.backend must be "
-       "one of: sqlite"},
+      {"MANN_STORAGE_BACKEND", "mysql", "storage.backend must be one of: sqlite, postgres"},
+
       {"MANN_ENCODER", "bert", "encoder.kind must be one of: use-lite, hashed, remote"},
       {"MANN_ENCODER_URL", "ftp://x", "encoder.url must be empty or an http:// or https:// URL"},
       {"MANN_ENCODER_TIMEOUT", "0", "encoder.timeout must be an integer in 1..600 (seconds)"},
@@ -430,6 +494,23 @@ TEST(ConfigValues, BadEnvironmentTextNamesVariableValueKeyAndRule) {
     EXPECT_THAT(error, HasSubstr(c.env + "=\"" + c.text + "\" (env): "));
     EXPECT_THAT(error, HasSubstr(c.rule));
   }
+}
+
+TEST(ConfigValues, PostgresBackendNeedsAUrlAndNeverPrintsIt) {
+  EXPECT_THAT(LoadError({.env = {{"MANN_STORAGE_BACKEND", "postgres"}}}),
+              HasSubstr("storage.backend=\"postgres\" (env MANN_STORAGE_BACKEND) needs "
+                        "storage.postgres_url (set MANN_DATABASE_URL"));
+  const std::string bad = LoadError({.env = {{"MANN_DATABASE_URL", "mysql://u:hunter2@h/db"}}});
+  EXPECT_THAT(bad, HasSubstr("storage.postgres_url must be empty or a postgresql://"));
+  EXPECT_THAT(bad, Not(HasSubstr("hunter2")));
+
+  const Config c = LoadOk({.env = {{"MANN_STORAGE_BACKEND", "postgres"},
+                                   {"MANN_DATABASE_URL", "postgresql://u:hunter2@h:5432/db"},
+                                   {"MANN_DATABASE_CONNECT_TIMEOUT", "7"}}})
+                       .config;
+  EXPECT_EQ(c.storage.backend, "postgres");
+  EXPECT_EQ(c.storage.postgres_url, "postgresql://u:hunter2@h:5432/db");
+  EXPECT_EQ(c.storage.postgres_connect_timeout, std::chrono::seconds(7));
 }
 
 TEST(ConfigValues, BadFlagTextNamesKeyValueAndRule) {
@@ -660,6 +741,19 @@ TEST(ConfigShow, EveryPagerSecretIsRedacted) {
               AllOf(Not(HasSubstr(token)), HasSubstr("MANN_PAGER_JSON_WEBHOOK=<redacted> (env)")));
 }
 
+TEST(ConfigShow, TheRedisUrlIsASecretAndIsValidated) {
+  const std::string password = "r3dis-Pa55";
+  LoadedConfig loaded = LoadOk({.env = {{"MANN_REDIS_URL", "redis://:" + password + "@r:6379"}}});
+  EXPECT_EQ(Shown(loaded, "redis.url"), "<redacted>");
+  EXPECT_THAT(loaded.Show(), Not(HasSubstr(password)));
+  EXPECT_THAT(LoadError({.env = {{"MANN_REDIS_URL", "http://:" + password + "@r:6379"}}}),
+              AllOf(Not(HasSubstr(password)), HasSubstr("MANN_REDIS_URL=<redacted> (env)")));
+  EXPECT_THAT(LoadError({.overrides = {{"redis.command_timeout", "0"}}}),
+              HasSubstr("redis.command_timeout"));
+  EXPECT_THAT(LoadError({.overrides = {{"redis.key_prefix", "has blank"}}}),
+              HasSubstr("redis.key_prefix"));
+}
+
 TEST(ConfigSplitList, TrimsItemsAndDropsEmptyOnes) {
   EXPECT_EQ(SplitList(" a@x.example , b@y.example,,  "),
             (std::vector<std::string>{"a@x.example", "b@y.example"}));
@@ -804,7 +898,8 @@ TEST(ConfigFile, UnknownKeySuggestsTheClosestKnownKey) {
   const Case cases[] = {
       {"[server]\nprot = 1\n", "unknown key \"server.prot\""},
       {"[server]\nprot = 1\n",
-       "did you mean \"server.port\"? Allowed in [server]: host, port, max_connections, "},
+       "did you mean \"server.port\"? Allowed in [server]: host, port, handler_threads, "
+       "max_connections, "},
       {"port = 1\n", "did you mean \"server.port\"?"},
       {"[sever]\nport = 1\n", "did you mean \"server.port\"?"},
       {"[memory]\nmemory_sise = 1\n", "did you mean \"memory.memory_size\"?"},

@@ -11,12 +11,14 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 
+#include <mann/cache/redis.h>
 #include <mann/core/strings.h>
 #include <mann/monitor/alerts.h>
 #include <mann/pager/payloads.h>
 #include <mann/security/cors.h>
 #include <mann/security/rate_limit.h>
 #include <mann/security/trusted_hosts.h>
+#include <mann/store/backup.h>
 
 namespace mann::config::internal {
 namespace {
@@ -62,6 +64,11 @@ bool IsHostOrIp(const std::string& s) { return IsIpLiteral(s) || IsHostName(s); 
 bool IsOriginList(const std::string& s) { return security::ParseOriginList(s).ok(); }
 bool IsHostList(const std::string& s) { return security::ParseHostList(s).ok(); }
 bool IsRateLimitRuleList(const std::string& s) { return security::ParseRateLimitRules(s).ok(); }
+
+bool IsEmptyOrPostgresUrl(const std::string& s) {
+  const std::string lower = AsciiLower(s);
+  return s.empty() || lower.starts_with("postgresql://") || lower.starts_with("postgres://");
+}
 
 bool IsEmptyOrHttpUrl(const std::string& s) {
   if (s.empty()) return true;
@@ -129,6 +136,24 @@ std::string ExplainAlertRules(const std::string& s) {
 }
 bool IsAlertRuleList(const std::string& s) { return ExplainAlertRules(s).empty(); }
 
+// The cache module owns the URL syntax.
+bool IsEmptyOrRedisUrl(const std::string& s) { return s.empty() || cache::ParseRedisUrl(s).ok(); }
+
+// Redis key prefixes: printable, without blanks, so that keys stay readable in redis-cli.
+bool IsKeyPrefix(const std::string& s) {
+  return s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return std::isgraph(static_cast<unsigned char>(c));
+         });
+}
+
+// The store module splits the command as `mann backup` will run it.
+std::string ExplainCommandLine(const std::string& s) {
+  if (s.empty()) return {};
+  Result<std::vector<std::string>> words = store::SplitCommandLine(s);
+  return words.ok() ? std::string() : words.status().message();
+}
+bool IsEmptyOrCommandLine(const std::string& s) { return ExplainCommandLine(s).empty(); }
+
 bool IsNonEmpty(const std::string& s) { return !s.empty(); }
 bool AnyText(const std::string&) { return true; }
 
@@ -145,7 +170,8 @@ constexpr ValueType TypeOf() {
   } else if constexpr (std::is_floating_point_v<F>) {
     return ValueType::kNumber;
   } else {
-    static_assert(std::is_integral_v<F> || std::is_same_v<F, std::chrono::seconds>);
+    static_assert(std::is_integral_v<F> || std::is_same_v<F, std::chrono::seconds> ||
+                  std::is_same_v<F, std::chrono::milliseconds>);
     return ValueType::kInteger;
   }
 }
@@ -162,6 +188,8 @@ void Assign(Config& config, const Value& value) {
     field = std::get<double>(value);
   } else if constexpr (std::is_same_v<F, std::chrono::seconds>) {
     field = std::chrono::seconds(std::get<std::int64_t>(value));
+  } else if constexpr (std::is_same_v<F, std::chrono::milliseconds>) {
+    field = std::chrono::milliseconds(std::get<std::int64_t>(value));
   } else {
     // Range checks ran before assignment, so the narrowing cannot lose information.
     field = static_cast<F>(std::get<std::int64_t>(value));
@@ -248,6 +276,15 @@ std::vector<KeySpec> BuildTable() {
       .default_text = "8000",
       .constraint = IntRange{1, 65535},
       .help = "TCP port of the REST API.",
+  }));
+  t.push_back(Key<&C::server, &ServerConfig::handler_threads>({
+      .key = "server.handler_threads",
+      .env = "MANN_HANDLER_THREADS",
+      .default_text = "8",
+      .constraint = IntRange{1, 1024},
+      .help = "Threads running slow handlers (POST /query, which may wait on a language model), "
+              "so the I/O threads keep serving; also how many such requests run at once.",
+      .unit = "threads",
   }));
   t.push_back(Key<&C::server, &ServerConfig::max_connections>({
       .key = "server.max_connections",
@@ -400,6 +437,14 @@ std::vector<KeySpec> BuildTable() {
       .constraint = Choice{{"text", "json"}, {}},
       .help = "text: one line per record for people; json: one JSON object per line for log "
               "collectors (the HTTP access log's fields become the object's).",
+  }));
+  t.push_back(Key<&C::log, &LogConfig::access_log_probes>({
+      .key = "log.access_log_probes",
+      .env = "MANN_LOG_ACCESS_PROBES",
+      .default_text = "false",
+      .constraint = AnyBool{},
+      .help = "Access-log successful GET /health, /ready and /metrics at info; false logs them "
+              "at debug, since probes arrive every few seconds. Failures are always at info.",
   }));
 
   t.push_back(Key<&C::monitoring, &MonitoringConfig::enabled>({
@@ -650,14 +695,15 @@ std::vector<KeySpec> BuildTable() {
       .env = "MANN_ENABLE_CACHING",
       .default_text = "true",
       .constraint = AnyBool{},
-      .help = "Cache query results in process.",
+      .help = "Cache POST /search answers: in process, or in Redis when redis.url is set.",
   }));
   t.push_back(Key<&C::cache, &CacheConfig::size>({
       .key = "cache.size",
       .env = "MANN_CACHE_SIZE",
       .default_text = "1000",
       .constraint = IntRange{0, 10'000'000},
-      .help = "Maximum cached results.",
+      .help = "Maximum cached answers in process (with Redis, its maxmemory policy bounds "
+              "them).",
       .unit = "entries",
   }));
   t.push_back(Key<&C::cache, &CacheConfig::ttl>({
@@ -665,16 +711,69 @@ std::vector<KeySpec> BuildTable() {
       .env = "MANN_CACHE_TTL",
       .default_text = "3600",
       .constraint = IntRange{0, 31'536'000},
-      .help = "Lifetime of a cached result.",
+      .help = "Lifetime of a cached answer; 0 turns the cache off.",
       .unit = "seconds",
+  }));
+
+  t.push_back(Key<&C::redis, &RedisConfig::url>({
+      .key = "redis.url",
+      .env = "MANN_REDIS_URL",
+      .default_text = "",
+      .constraint = Predicate{&IsEmptyOrRedisUrl, "empty or redis://[:password@]host:port[/db]"},
+      .help = "The Redis replicas share for the result cache, rate limits and the alert lock; "
+              "empty: none, each process keeps its own.",
+      .secret = true,
+  }));
+  t.push_back(Key<&C::redis, &RedisConfig::connect_timeout>({
+      .key = "redis.connect_timeout",
+      .env = "MANN_REDIS_CONNECT_TIMEOUT",
+      .default_text = "200",
+      .constraint = IntRange{1, 60'000},
+      .help = "Time allowed to connect to Redis; longer and Redis counts as down.",
+      .unit = "milliseconds",
+  }));
+  t.push_back(Key<&C::redis, &RedisConfig::command_timeout>({
+      .key = "redis.command_timeout",
+      .env = "MANN_REDIS_COMMAND_TIMEOUT",
+      .default_text = "200",
+      .constraint = IntRange{1, 60'000},
+      .help = "Time allowed for one Redis command; longer and Redis counts as down.",
+      .unit = "milliseconds",
+  }));
+  t.push_back(Key<&C::redis, &RedisConfig::key_prefix>({
+      .key = "redis.key_prefix",
+      .env = "MANN_REDIS_KEY_PREFIX",
+      .default_text = "mann:",
+      .constraint = Predicate{&IsKeyPrefix, "at most 64 printable characters without blanks"},
+      .help = "Prefix of every Redis key, so that several deployments can share one Redis.",
   }));
 
   t.push_back(Key<&C::storage, &StorageConfig::backend>({
       .key = "storage.backend",
       .env = "MANN_STORAGE_BACKEND",
       .default_text = "sqlite",
-      .constraint = Choice{{"sqlite"}, {{"postgres", "is not available in this build"}}},
-      .help = "Where memories are kept.",
+      .constraint = Choice{{"sqlite", "postgres"}, {}},
+      .help = "Where memories are kept: sqlite (one process, a file in storage.data_dir) or "
+              "postgres (replicas sharing storage.postgres_url).",
+  }));
+  t.push_back(Key<&C::storage, &StorageConfig::postgres_url>({
+      .key = "storage.postgres_url",
+      .env = "MANN_DATABASE_URL",
+      .default_text = "",
+      .constraint = Predicate{&IsEmptyOrPostgresUrl,
+                              "empty or a postgresql://user[:password]@host[:port]/database URL"},
+      .help = "The PostgreSQL database when storage.backend is postgres; it may hold a password, "
+              "so it is never printed.",
+      .secret = true,
+  }));
+  t.push_back(Key<&C::storage, &StorageConfig::postgres_connect_timeout>({
+      .key = "storage.postgres_connect_timeout",
+      .env = "MANN_DATABASE_CONNECT_TIMEOUT",
+      .default_text = "5",
+      .constraint = IntRange{1, 600},
+      .help = "How long a connection attempt to PostgreSQL may take before the call fails "
+              "(the API answers 503).",
+      .unit = "seconds",
   }));
   t.push_back(Key<&C::storage, &StorageConfig::data_dir>({
       .key = "storage.data_dir",
@@ -683,6 +782,44 @@ std::vector<KeySpec> BuildTable() {
       .constraint = Predicate{&IsNonEmpty, "a non-empty path"},
       .help = "Directory holding the database and chat history.",
       .computed_default = &DataDirDefault,
+  }));
+
+  t.push_back(Key<&C::backup, &BackupConfig::dir>({
+      .key = "backup.dir",
+      .env = "MANN_BACKUP_DIR",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "a directory, or empty for <storage.data_dir>/backups"},
+      .help = "Where `mann backup` writes; empty means <storage.data_dir>/backups.",
+  }));
+  t.push_back(Key<&C::backup, &BackupConfig::retention_days>({
+      .key = "backup.retention_days",
+      .env = "MANN_BACKUP_RETENTION_DAYS",
+      .default_text = "7",
+      .constraint = IntRange{0, 36'500},
+      .help = "After each backup, backups older than this are removed (never the new one, "
+              "never files not named like a backup); 0 keeps every backup.",
+      .unit = "days",
+  }));
+  t.push_back(Key<&C::backup, &BackupConfig::upload_command>({
+      .key = "backup.upload_command",
+      .env = "MANN_BACKUP_UPLOAD_COMMAND",
+      .default_text = "",
+      .constraint = Predicate{&IsEmptyOrCommandLine,
+                              "empty or a command line (words, '...' and \"...\" quotes; no "
+                              "shell)",
+                              &ExplainCommandLine},
+      .help = "Run after each successful backup, without a shell, with the backup's path and "
+              "its manifest's path appended as two arguments; its failure fails `mann backup`.",
+  }));
+
+  t.push_back(Key<&C::health, &HealthConfig::webhook>({
+      .key = "health.webhook",
+      .env = "MANN_HEALTH_WEBHOOK",
+      .default_text = "",
+      .constraint = Predicate{&IsEmptyOrHttpUrl, "empty or an http:// or https:// URL"},
+      .help = "`mann health` POSTs a Slack-compatible {\"text\": ...} message here when the "
+              "check fails; may embed a token, so it is never printed.",
+      .secret = true,
   }));
 
   t.push_back(Key<&C::retrieval, &RetrievalConfig::fusion>({
@@ -817,6 +954,83 @@ std::vector<KeySpec> BuildTable() {
       .default_text = "10",
       .constraint = IntRange{1, 600},
       .help = "Remote encoder: time allowed for one request.",
+      .unit = "seconds",
+  }));
+
+  t.push_back(Key<&C::llm, &LlmConfig::base_url>({
+      .key = "llm.base_url",
+      .env = "MANN_LLM_BASE_URL",
+      .default_text = "",
+      .constraint = Predicate{&IsEmptyOrHttpUrl, "empty or an http:// or https:// URL"},
+      .help = "Language model of the chat: base URL of an OpenAI-compatible API, e.g. "
+              "http://127.0.0.1:11434/v1 (POST <url>/chat/completions); empty: no model, the "
+              "memory-only responder answers.",
+  }));
+  t.push_back(Key<&C::llm, &LlmConfig::model>({
+      .key = "llm.model",
+      .env = "MANN_LLM_MODEL",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "the model name the server knows"},
+      .help = "The chat model to ask for; needed when llm.base_url is set.",
+  }));
+  t.push_back(Key<&C::llm, &LlmConfig::api_key>({
+      .key = "llm.api_key",
+      .env = "MANN_LLM_API_KEY",
+      .default_text = "",
+      .constraint = Predicate{&AnyText, "a bearer token, or empty"},
+      .help = "Sent to the model server as Authorization: Bearer; never printed or logged.",
+      .secret = true,
+  }));
+  t.push_back(Key<&C::llm, &LlmConfig::connect_timeout>({
+      .key = "llm.connect_timeout",
+      .default_text = "5",
+      .constraint = IntRange{1, 600},
+      .help = "Time allowed to connect to the model server.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::llm, &LlmConfig::timeout>({
+      .key = "llm.timeout",
+      .env = "MANN_LLM_TIMEOUT",
+      .default_text = "60",
+      .constraint = IntRange{1, 3600},
+      .help = "Time allowed for one model request, a streamed answer included; past it the "
+              "turn falls back to the memory-only responder.",
+      .unit = "seconds",
+  }));
+  t.push_back(Key<&C::llm, &LlmConfig::max_prompt_tokens>({
+      .key = "llm.max_prompt_tokens",
+      .default_text = "3000",
+      .constraint = IntRange{256, 1'000'000},
+      .help = "Prompt budget, estimated (docs/llm.md): the oldest turns are left out to stay "
+              "within it; the recalled memories and the message never are.",
+      .unit = "tokens",
+  }));
+  t.push_back(Key<&C::llm, &LlmConfig::temperature>({
+      .key = "llm.temperature",
+      .default_text = "0.7",
+      .constraint = NumberRange{0, 2},
+      .help = "Sampling temperature of the replies.",
+  }));
+  t.push_back(Key<&C::llm, &LlmConfig::memory_decisions>({
+      .key = "llm.memory_decisions",
+      .env = "MANN_LLM_MEMORY_DECISIONS",
+      .default_text = "false",
+      .constraint = AnyBool{},
+      .help = "Let the model propose ADD/UPDATE/DELETE/NOOP for chat statements; an invalid "
+              "proposal falls back to the similarity rules.",
+  }));
+  t.push_back(Key<&C::llm, &LlmConfig::breaker_failures>({
+      .key = "llm.breaker_failures",
+      .default_text = "5",
+      .constraint = IntRange{1, 1000},
+      .help = "Consecutive failed model calls that open the circuit breaker.",
+      .unit = "calls",
+  }));
+  t.push_back(Key<&C::llm, &LlmConfig::breaker_open_duration>({
+      .key = "llm.breaker_open_duration",
+      .default_text = "30",
+      .constraint = IntRange{1, 86400},
+      .help = "Time the open breaker sends no calls before one probe is let through.",
       .unit = "seconds",
   }));
   return t;

@@ -532,7 +532,13 @@ struct MemoryBank::Impl {
     OpenOptions again;  // no progress display, nothing forced; the same write-back rule
     again.write_back = open_options.write_back;
     Status reload = LoadAllLocked(&again);
-    if (!reload.ok()) log->critical("reload after a failed commit failed: {}", reload.ToString());
+    if (!reload.ok()) {
+      log->critical("reload after a failed commit failed: {}", reload.ToString());
+      // TODO(#6): LoadAllLocked clears memory before it reads, so a failed reload leaves the
+      // bank empty until Reload() succeeds (the replica follower retries it); load into fresh
+      // spaces and swap them in only on success.
+      needs_reload.store(true);
+    }
     return status;
   }
 
@@ -804,6 +810,7 @@ struct MemoryBank::Impl {
   std::map<std::string, std::unique_ptr<Space>> spaces;  // guarded by mu
   std::atomic<std::size_t> total{0};
   std::atomic<std::int64_t> decisions[4] = {0, 0, 0, 0};
+  std::atomic<bool> needs_reload{false};  // a reload after a failed commit failed too
 
   // Read bookkeeping (usage bumps, read counters) waits here and reaches the store at most every
   // kBookkeepingInterval: a search-heavy load must not turn every read into a transaction, nor
@@ -1142,6 +1149,23 @@ Status MemoryBank::Delete(const std::string& ns, const std::string& id, const st
   return im.AwaitCommit(std::move(pending));
 }
 
+Status MemoryBank::RecordNoop(const std::string& ns, const std::string& id,
+                              const std::string& source, const std::string& reason) {
+  Impl& im = *impl_;
+  MANN_RETURN_IF_ERROR(ValidateNamespace(ns, im.options.max_namespace_bytes));
+  std::future<Status> pending;
+  {
+    std::unique_lock lock(im.mu);
+    const Slot* slot = im.FindLive(ns, id, nullptr);
+    if (slot == nullptr) return NotFoundError("memory " + id + " not found");
+    store::Mutation m;
+    m.history.push_back(
+        MakeHistory(slot->entry, HistoryAction::kNoop, im.clock.NowMs(), source, reason));
+    pending = im.store.Enqueue(std::move(m));
+  }
+  return im.AwaitCommit(std::move(pending));
+}
+
 Status MemoryBank::Forget(const std::string& ns, const std::string& id) {
   Impl& im = *impl_;
   MANN_RETURN_IF_ERROR(ValidateNamespace(ns, im.options.max_namespace_bytes));
@@ -1358,5 +1382,100 @@ Status MemoryBank::Flush() {
   impl_->DrainReads();
   return impl_->store.Flush();
 }
+
+// --- replicas -----------------------------------------------------------------------------------
+
+namespace {
+
+// Whether two versions of one entry differ in what List, Get and Search show (usage aside).
+bool SameAttributes(const MemoryEntry& a, const MemoryEntry& b) {
+  return a.version == b.version && a.updated_ms == b.updated_ms &&
+         a.content_hash == b.content_hash && a.context == b.context && a.tags == b.tags &&
+         a.metadata == b.metadata && a.importance == b.importance;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> MemoryBank::ApplyReplicated(std::vector<store::Change> changes) {
+  Impl& im = *impl_;
+
+  // Step 1, without the lock: every upsert gets its terms and a vector through this bank's lane,
+  // since analysis and encoding are the expensive part.
+  for (store::Change& c : changes) {
+    if (c.removed || !c.entry) continue;
+    store::StoredEntry& se = *c.entry;
+    if (se.terms.empty()) se.terms = im.analyzer.Terms(se.entry.content);
+    const encode::Lane& lane = im.LaneOf(se.entry);
+    if (se.encoder_id != lane.provenance ||
+        se.embedding.size() != im.router.spaces()[lane.space]->Dimension()) {
+      MANN_ASSIGN_OR_RETURN(se.embedding, im.router.Embed(lane, se.entry.content));
+      se.encoder_id = lane.provenance;
+    }
+  }
+
+  // Step 2: apply in log order under the lock.
+  std::vector<std::string> touched;
+  std::unique_lock lock(im.mu);
+  for (store::Change& c : changes) {
+    DocId doc = 0;
+    const Slot* live = im.FindLive(c.ns, c.entry_id, &doc);
+    if (c.removed || !c.entry) {
+      if (live == nullptr) continue;  // never had it, or this bank removed it itself
+      im.RemoveDoc(*im.spaces.at(c.ns), doc);
+      touched.push_back(c.ns);
+      continue;
+    }
+
+    store::StoredEntry& se = *c.entry;
+    MemoryEntry& incoming = se.entry;
+    const encode::Lane& lane = im.LaneOf(incoming);
+    if (live == nullptr) {
+      Space& s = im.SpaceFor(incoming.ns);
+      touched.push_back(incoming.ns);
+      im.Insert(s, std::move(incoming), std::move(se.terms), lane, se.embedding);
+      continue;
+    }
+
+    const MemoryEntry& have = live->entry;
+    if (have.version > incoming.version) continue;
+    incoming.usage_count = std::max(incoming.usage_count, have.usage_count);
+    incoming.last_access_ms = std::max(incoming.last_access_ms, have.last_access_ms);
+    Space& s = *im.spaces.at(c.ns);
+    if (have.content_hash == incoming.content_hash && live->lane == &lane &&
+        SameAttributes(have, incoming)) {
+      s.slots[doc].entry = std::move(incoming);  // an echo of what memory holds: usage only
+      continue;
+    }
+    Prepared p;
+    p.key = incoming.content_hash;
+    p.language = incoming.language;
+    p.terms = std::move(se.terms);
+    p.lane = &lane;
+    p.embedding = std::move(se.embedding);
+    touched.push_back(c.ns);
+    im.Replace(s, doc, std::move(incoming), &p);
+  }
+  lock.unlock();
+
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  return touched;
+}
+
+Status MemoryBank::Reload() {
+  Impl& im = *impl_;
+  std::unique_lock lock(im.mu);
+  OpenOptions again;  // no progress display, nothing forced; the same write-back rule
+  again.write_back = im.open_options.write_back;
+  if (Status loaded = im.LoadAllLocked(&again); !loaded.ok()) {
+    im.needs_reload.store(true);  // memory now lacks what the failed load did not reach
+    return loaded;
+  }
+  im.needs_reload.store(false);
+  im.log->info("memory reloaded from the store memories={}", im.total.load());
+  return Status::Ok();
+}
+
+bool MemoryBank::NeedsReload() const { return impl_->needs_reload.load(); }
 
 }  // namespace mann

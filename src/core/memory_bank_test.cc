@@ -280,6 +280,26 @@ TEST_F(MemoryBankCrud, DeleteRemovesTheEntryButKeepsItsHistory) {
   EXPECT_EQ(history[1].source, "cli");
 }
 
+TEST_F(MemoryBankCrud, RecordNoopAddsAHistoryRowAndLeavesTheEntryAlone) {
+  const std::string id = MustAdd("I live in Hanoi");
+  const MemoryEntry before = bank_->Get("default", id).value();
+  ASSERT_TRUE(bank_->RecordNoop("default", id, "llm", "already known").ok());
+
+  const MemoryEntry after = bank_->Get("default", id).value();
+  EXPECT_EQ(after.content, before.content);
+  EXPECT_EQ(after.version, before.version);
+  const auto history = MustHistory(id);
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[1].action, HistoryAction::kNoop);
+  EXPECT_EQ(history[1].source, "llm");
+  EXPECT_EQ(history[1].reason, "already known");
+  EXPECT_EQ(bank_->RecordNoop("default", "no-such-id", "llm", "x").code(),
+            StatusCode::kNotFound);
+
+  ASSERT_NO_FATAL_FAILURE(Reopen());  // durable, like every other history row
+  EXPECT_EQ(MustHistory(id).size(), 2u);
+}
+
 TEST_F(MemoryBankCrud, ForgetPurgesTheEntryAndItsHistory) {
   const std::string id = MustAdd("I live in Hanoi");
   const std::string other = MustAdd("My favourite colour is blue");

@@ -17,7 +17,7 @@
 //                                    most ?limit= (1..1000, default 50)}; needs a key when
 //                                    keys are configured (any valid key)
 //   GET    /ready                    200 when the store answers and the server is not draining,
-//                                    else 503
+//                                    else 503; "redis": "up"|"down" when one is configured
 //   GET    /metrics                  Prometheus text exposition of the registry
 //   GET    /openapi.json             the OpenAPI 3 document (OpenApiDocument())
 //   POST   /memories                 the write head: {memory_id, status: created|updated|
@@ -63,6 +63,11 @@ class AlertEngine;
 class HealthChecker;
 }  // namespace mann::monitor
 
+namespace mann::cache {
+class RedisClient;
+class ResultCache;
+}  // namespace mann::cache
+
 namespace mann::api {
 
 struct ApiOptions {
@@ -75,6 +80,13 @@ struct ApiOptions {
   // The alerts GET /alerts shows; nullptr: monitoring is off ("enabled": false, empty lists).
   // Must outlive the Api.
   const monitor::AlertEngine* alerts = nullptr;
+  // Answers of POST /search, keyed on the namespace and the request's normalized fields; every
+  // handler that writes a namespace (POST, PUT, DELETE and forget of /memories, and /query
+  // when its turn wrote) invalidates it. nullptr: no cache. Must outlive the Api.
+  cache::ResultCache* search_cache = nullptr;
+  // The shared Redis, whose state /ready reports ("redis": "up" or "down"; down is a degraded
+  // mode and /ready stays 200). nullptr: none configured. Must outlive the Api.
+  const cache::RedisClient* redis = nullptr;
 };
 
 // The OpenAPI 3.0 document describing every route above, written independently of
@@ -122,6 +134,8 @@ class Api {
  private:
   // The lock that serializes turns of `session_id`.
   std::mutex& SessionLock(const std::string& session_id);
+  // After a write to `ns`: its cached search answers are stale.
+  void InvalidateSearchCache(const std::string& ns);
 
   runtime::Runtime& runtime_;
   ApiOptions options_;

@@ -49,6 +49,8 @@ namespace mann::config {
 struct ServerConfig {
   std::string host;  // host name or IP literal to bind
   int port = 0;      // 1..65535
+  // Threads of the pool that runs slow (blocking) routes such as POST /query.
+  int handler_threads = 0;
   // Limits of the HTTP server (server::ServerOptions has what each one bounds).
   std::int64_t max_connections = 0;   // served at once
   std::int64_t max_header_bytes = 0;  // request line plus header fields
@@ -81,6 +83,7 @@ struct LogConfig {
   std::string level;   // trace|debug|info|warn|warning|error|critical|off (log::ParseLevel)
   std::string file;    // empty: standard error
   std::string format;  // "text" or "json"
+  bool access_log_probes = false;  // successful /health, /ready, /metrics at info, not debug
 };
 
 struct MonitoringConfig {
@@ -137,9 +140,32 @@ struct CacheConfig {
   std::chrono::seconds ttl{0};
 };
 
+// The Redis that replicas share (cache::RedisClient): the result cache, cluster-wide rate
+// limits and the alert lock. With an empty url there is none and each process keeps its own.
+struct RedisConfig {
+  std::string url;  // secret (it may hold a password): redis://[:password@]host:port[/db]
+  std::chrono::milliseconds connect_timeout{0};
+  std::chrono::milliseconds command_timeout{0};
+  std::string key_prefix;  // of every key this service writes
+};
+
 struct StorageConfig {
-  std::string backend;   // "sqlite"
-  std::string data_dir;  // never empty after loading
+  std::string backend;       // "sqlite" or "postgres"
+  std::string data_dir;      // never empty after loading
+  std::string postgres_url;  // secret; set when backend is "postgres"
+  std::chrono::seconds postgres_connect_timeout{0};
+};
+
+// `mann backup` (store::MakeBackup, store::PruneBackups).
+struct BackupConfig {
+  std::string dir;                  // resolved: never empty after loading
+  std::int64_t retention_days = 0;  // older backups are pruned after each backup; 0: none
+  std::string upload_command;       // run with the backup's and manifest's paths; empty: none
+};
+
+// `mann health`.
+struct HealthConfig {
+  std::string webhook;  // secret: where a failed check is POSTed; empty: nowhere
 };
 
 struct RetrievalConfig {
@@ -170,6 +196,21 @@ struct EncoderConfig {
   std::chrono::seconds timeout{0};  // remote: per request
 };
 
+// The optional language model of the chat (llm::ChatClient, chat::LlmResponder). With an
+// empty base_url there is none and the memory-only responder answers.
+struct LlmConfig {
+  std::string base_url;  // an OpenAI-compatible API, ".../v1"; empty: no model
+  std::string model;     // needed when base_url is set
+  std::string api_key;   // secret; empty when the server needs none
+  std::chrono::seconds connect_timeout{0};
+  std::chrono::seconds timeout{0};  // one whole request, a streamed answer included
+  std::int64_t max_prompt_tokens = 0;
+  double temperature = 0;
+  bool memory_decisions = false;      // the model proposes ADD/UPDATE/DELETE/NOOP for statements
+  std::int64_t breaker_failures = 0;  // consecutive failures that open the breaker
+  std::chrono::seconds breaker_open_duration{0};  // before a probe is let through
+};
+
 struct Config {
   ServerConfig server;
   SecurityConfig security;
@@ -179,10 +220,14 @@ struct Config {
   PagerConfig pager;
   MemoryConfig memory;
   CacheConfig cache;
+  RedisConfig redis;
   StorageConfig storage;
+  BackupConfig backup;
+  HealthConfig health;
   RetrievalConfig retrieval;
   ChatConfig chat;
   EncoderConfig encoder;
+  LlmConfig llm;
 };
 
 // ---- The key table ---------------------------------------------------------------------------

@@ -216,6 +216,11 @@ class MemoryBank {
   // Removes an entry; its history stays. NotFound for an unknown id.
   Status Delete(const std::string& ns, const std::string& id, const std::string& source = "api");
 
+  // Records that `source` considered the entry and decided to change nothing (a NOOP row in its
+  // history, with `reason`); the entry itself stays as it is. NotFound for an unknown id.
+  Status RecordNoop(const std::string& ns, const std::string& id, const std::string& source,
+                    const std::string& reason);
+
   // Removes an entry and all its history for good. NotFound for an unknown id that also has no
   // history.
   Status Forget(const std::string& ns, const std::string& id);
@@ -243,6 +248,27 @@ class MemoryBank {
 
   // How many stored vectors the opening load re-made.
   std::size_t reembedded_at_open() const;
+
+  // --- Replicas: a store shared with other processes (see store::Change) ---
+
+  // Applies changes other processes committed to the shared store, to memory only: nothing is
+  // written to the store. An upsert inserts or replaces the entry in memory and in both indexes,
+  // re-embedding it when its stored vector came another way than this bank's lane for its
+  // text (another encoder or lexicon, as Open() does); a removal drops it. Applying a change
+  // the bank already holds (its own write coming back) changes nothing; a stored version older
+  // than the one in memory (this bank's own newer write, still committing) is skipped, since
+  // that write's own change follows. Usage counts keep the higher of memory and store: reads
+  // are bookkeeping each process keeps for itself. Returns the namespaces whose memory changed,
+  // sorted. An encoder error returns before anything is applied.
+  Result<std::vector<std::string>> ApplyReplicated(std::vector<store::Change> changes);
+
+  // Rebuilds every namespace from the store, as Open() does: for a follower that fell behind
+  // the change log's pruning, or after a failed reload (see NeedsReload()).
+  Status Reload();
+
+  // True when a commit failed and the reload that follows it failed as well (the store was
+  // unreachable), so memory may lack stored entries until Reload() succeeds.
+  bool NeedsReload() const;
 
  private:
   struct Impl;
