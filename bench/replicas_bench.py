@@ -84,7 +84,12 @@ def visibility(mann, args):
                     s, _, hits = r.server.request("POST", "/search",
                                                   {"query": content, "top_k": 3})
                     return s == 200 and any(h["memory_id"] == body["memory_id"] for h in hits)
-                harness.wait_for(f"write {i} on replica {replica.index}", found)
+                # Polled every 2 ms (harness.wait_for sleeps 200 ms, too coarse to measure this).
+                deadline = acked + harness.TIMEOUT
+                while not found():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"write {i} not found on replica {replica.index}")
+                    time.sleep(0.002)
                 delays.append(time.monotonic() - acked)
         return sorted(delays)
     finally:
