@@ -38,9 +38,11 @@ done
 
 targets=(http_request json_handlers)
 build="$root/build-fuzz"
-# The library the API needs (the configuration checks pager and monitor settings, so those
-# modules come along); no command line, no benchmarks.
-modules="core;text;encode;index;store;metrics;pager;config;chat;runtime;server;security;monitor;api"
+# The library the API needs (the configuration checks pager, monitor and Redis settings, and the
+# runtime builds the language-model responder, so those modules come along); no command line, no
+# benchmarks.
+modules="core;text;encode;index;store;metrics;cache;pager;config;llm;chat;runtime;server;security"
+modules+=";monitor;api"
 
 # ---- Toolchain -------------------------------------------------------------------------------
 for tool in clang clang++ cmake ninja; do
