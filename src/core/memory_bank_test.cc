@@ -293,8 +293,7 @@ TEST_F(MemoryBankCrud, RecordNoopAddsAHistoryRowAndLeavesTheEntryAlone) {
   EXPECT_EQ(history[1].action, HistoryAction::kNoop);
   EXPECT_EQ(history[1].source, "llm");
   EXPECT_EQ(history[1].reason, "already known");
-  EXPECT_EQ(bank_->RecordNoop("default", "no-such-id", "llm", "x").code(),
-            StatusCode::kNotFound);
+  EXPECT_EQ(bank_->RecordNoop("default", "no-such-id", "llm", "x").code(), StatusCode::kNotFound);
 
   ASSERT_NO_FATAL_FAILURE(Reopen());  // durable, like every other history row
   EXPECT_EQ(MustHistory(id).size(), 2u);

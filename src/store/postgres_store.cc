@@ -340,23 +340,6 @@ std::int64_t SqlLimit(std::size_t limit) {
 
 // --- validation (the same rules as SqliteStore) ---
 
-Status ValidateMutation(const Mutation& m) {
-  for (const StoredEntry& s : m.upserts) {
-    if (s.entry.id.empty()) return InvalidArgumentError("upsert: entry id must not be empty");
-    if (s.entry.ns.empty()) {
-      return InvalidArgumentError(
-          fmt::format("upsert {}: namespace must not be empty", s.entry.id));
-    }
-  }
-  for (const HistoryRecord& h : m.history) {
-    if (h.entry_id.empty()) return InvalidArgumentError("history: entry_id must not be empty");
-  }
-  for (const CounterDelta& c : m.counters) {
-    if (c.ns.empty()) return InvalidArgumentError("counters: namespace must not be empty");
-  }
-  return Status::Ok();
-}
-
 Status ValidateDelivery(const OutboxDelivery& d) {
   const auto missing = [&](std::string_view field) {
     return InvalidArgumentError(fmt::format("outbox delivery {}: {} must not be empty",

@@ -276,23 +276,6 @@ struct Overloaded : Fs... {
 template <typename... Fs>
 Overloaded(Fs...) -> Overloaded<Fs...>;
 
-Status ValidateMutation(const Mutation& m) {
-  for (const StoredEntry& s : m.upserts) {
-    if (s.entry.id.empty()) return InvalidArgumentError("upsert: entry id must not be empty");
-    if (s.entry.ns.empty()) {
-      return InvalidArgumentError(
-          fmt::format("upsert {}: namespace must not be empty", s.entry.id));
-    }
-  }
-  for (const HistoryRecord& h : m.history) {
-    if (h.entry_id.empty()) return InvalidArgumentError("history: entry_id must not be empty");
-  }
-  for (const CounterDelta& c : m.counters) {
-    if (c.ns.empty()) return InvalidArgumentError("counters: namespace must not be empty");
-  }
-  return Status::Ok();
-}
-
 // The write connection and its statements. Used only by the writer thread after Open().
 class Writer {
  public:

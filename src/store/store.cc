@@ -1,3 +1,5 @@
+#include <fmt/format.h>
+
 #include <mann/store/store.h>
 
 namespace mann::store {
@@ -27,6 +29,23 @@ std::optional<OutboxState> ParseOutboxState(std::string_view name) {
     if (OutboxStateName(state) == name) return state;
   }
   return std::nullopt;
+}
+
+Status ValidateMutation(const Mutation& m) {
+  for (const StoredEntry& s : m.upserts) {
+    if (s.entry.id.empty()) return InvalidArgumentError("upsert: entry id must not be empty");
+    if (s.entry.ns.empty()) {
+      return InvalidArgumentError(
+          fmt::format("upsert {}: namespace must not be empty", s.entry.id));
+    }
+  }
+  for (const HistoryRecord& h : m.history) {
+    if (h.entry_id.empty()) return InvalidArgumentError("history: entry_id must not be empty");
+  }
+  for (const CounterDelta& c : m.counters) {
+    if (c.ns.empty()) return InvalidArgumentError("counters: namespace must not be empty");
+  }
+  return Status::Ok();
 }
 
 }  // namespace mann::store

@@ -110,6 +110,10 @@ enum class OutboxState { kPending, kDelivered, kFailed, kDead };
 std::string_view OutboxStateName(OutboxState state);
 std::optional<OutboxState> ParseOutboxState(std::string_view name);
 
+// What every store checks before applying a Mutation: entries and counters name a namespace,
+// upserts and history rows an entry. InvalidArgument naming the part that does not.
+Status ValidateMutation(const Mutation& m);
+
 struct OutboxDelivery {
   std::string id;               // unique; the pager uses UUIDv7, so ids sort by creation
   std::string channel;          // the configured channel's name, e.g. "slack"
