@@ -7,8 +7,8 @@
 // back; the program reports hit@1, hit@5 and MRR (cut off at rank 5) for all questions, each
 // language, and the paraphrase and word-overlap halves of the set.
 //
-//   build/retrieval_eval_bench [--data bench/data/retrieval_eval.jsonl] [--encoder hashed]
-//                              [--json] [--strict]
+//   build/retrieval_eval_bench [--data bench/data/retrieval_eval.jsonl] [--encoder use-lite]
+//                              [--json] [--strict] [--min_hit5 0.9]
 //
 // Not a Google Benchmark program: it measures quality, not time, so it has its own main(). The
 // build links it against benchmark::benchmark like every bench/*_bench.cc; nothing of that
@@ -307,9 +307,9 @@ struct Encoders {
   std::unique_ptr<encode::Router> router;
 };
 
-// >>> Choose the dense encoders by name here, as the runtime does for encoder.kind: "use-lite"
-// >>> is the default deployment (English and glossed Vietnamese through the sentence encoder,
-// >>> other scripts hashed); "use-lite-nogloss" sends Vietnamese to the hashed encoder instead.
+// The dense encoders by name, as the runtime chooses them for encoder.kind: "use-lite" is the
+// default deployment (English and glossed Vietnamese through the sentence encoder, other
+// scripts hashed); "use-lite-nogloss" sends Vietnamese to the hashed encoder instead.
 Result<Encoders> MakeEncoders(const std::string& name, const std::string& model_dir) {
   Encoders e;
   MANN_ASSIGN_OR_RETURN(encode::HashedEncoder hashed,
@@ -637,10 +637,18 @@ bool ReportOverlapProblems(const Report& r, bool strict) {
   return r.check->mislabelled.empty() && enough;
 }
 
+// The default ranking's hit@5 over every question, or -1 when it was not run.
+double DefaultHitAt5(const Evaluation& eval) {
+  for (const MethodResult& m : eval.results) {
+    if (m.method == kDefaultMethod) return m.slices[kAll].Rate(m.slices[kAll].hit5);
+  }
+  return -1.0;
+}
+
 int Run(int argc, char** argv) {
   CLI::App app{"Retrieval quality of the mann read head on the evaluation set"};
   std::string data_path = "bench/data/retrieval_eval.jsonl";
-  std::string encoder_name = "hashed";
+  std::string encoder_name = "use-lite";  // the product's default encoder.kind
   bool as_json = false;
   bool strict = false;
   app.add_option("--data", data_path, "evaluation set (JSON lines)")->capture_default_str();
@@ -660,6 +668,11 @@ int Run(int argc, char** argv) {
   app.add_flag("--strict", strict,
                "fail when a paraphrase label disagrees with the measured overlap, or when fewer "
                "than a third of the questions are low-overlap");
+  double min_hit5 = 0.0;
+  app.add_option("--min_hit5", min_hit5,
+                 "fail when the default ranking's hit@5 over every question is below this (a "
+                 "regression floor for the test suite)")
+      ->check(CLI::Range(0.0, 1.0));
   CLI11_PARSE(app, argc, argv);
 
   // The bank logs one line per open; the report is what matters here.
@@ -693,6 +706,12 @@ int Run(int argc, char** argv) {
     PrintJson(report);
   } else {
     PrintMarkdown(report);
+  }
+  const double hit5 = DefaultHitAt5(*eval);
+  if (hit5 < min_hit5) {
+    std::fprintf(stderr, "retrieval_eval: %s hit@5 is %.3f, under the floor --min_hit5=%.3f\n",
+                 std::string(kDefaultMethod).c_str(), hit5, min_hit5);
+    return 1;
   }
   return strict && !overlap_ok ? 1 : 0;
 }

@@ -151,6 +151,17 @@ TEST(DetectLanguage, GuessesFromLettersAndCommonWords) {
       {"I can ban a song", Language::kEnglish},  // Vietnamese-looking English words
       {"ten songs", Language::kEnglish},
       {"Lan", Language::kEnglish},
+      // Typed without diacritics, with few of the common syllables: told by spelling.
+      {"chi gai toi lam bac si o benh vien Cho Ray", Language::kVietnamese},
+      {"toi ghet mua mua vi duong hay bi ngap", Language::kVietnamese},
+      {"toi lam them nghe day piano cho tre em vao chu nhat", Language::kVietnamese},
+      {"ngoai gio hanh chinh minh kiem them tien bang cach nao", Language::kVietnamese},
+      // English of short words that Vietnamese could spell, or with a listed syllable or two.
+      {"I can do it", Language::kEnglish},
+      {"the man ran to a bank", Language::kEnglish},
+      {"my sister Linh lives in Da Nang", Language::kEnglish},
+      {"Ban the bomb", Language::kEnglish},
+      {"Toi toi toi", Language::kVietnamese},
       {"我喜欢北京", Language::kUnknown},
       {"Привет мир", Language::kUnknown},
       {"😀😀", Language::kUnknown},

@@ -1,6 +1,9 @@
 // Language guess: English or Vietnamese, from letters and common words.
 
+#include <algorithm>
+#include <cctype>
 #include <iterator>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -64,6 +67,41 @@ bool IsEnglishFunctionWord(std::string_view folded) {
   return words->contains(folded);
 }
 
+// Whether `folded` (lower case, diacritics removed) could be one Vietnamese syllable: an
+// optional initial consonant, a vowel group, and an optional final consonant, as Vietnamese
+// spelling allows them. Most English words cannot ("live", "home", "from", "is"), while every
+// Vietnamese word typed without diacritics can, which is what tells "toi ghet mua mua" from
+// English when too few of its syllables are common enough to be listed above.
+bool IsPossibleVietnameseSyllable(std::string_view folded) {
+  // Longest first, so that "ngh" is not read as "n" + "gh".
+  static constexpr std::string_view kInitials[] = {
+      "ngh", "ng", "nh", "ch", "gh", "gi", "kh", "ph", "qu", "th", "tr", "b", "c", "d",
+      "g",   "h",  "k",  "l",  "m",  "n",  "p",  "r",  "s",  "t",  "v",  "x", ""};
+  // Vowel groups with their diacritics folded away (ươ -> uo, ưu -> uu, uyê -> uye, ...).
+  // Those ending in a glide (i, y, o, u) take no final consonant.
+  static constexpr std::string_view kOpenGroups[] = {
+      "a",  "e",  "i",   "o",   "u",   "y",   "ia",  "ie",  "oa",  "oe",  "oo",  "ua",  "ue", "uo",
+      "uy", "ye", "uya", "uye", "oai", "oay", "uay", "uoi", "uou", "oeo", "ieu", "yeu", "uyu"};
+  static constexpr std::string_view kGlideGroups[] = {"ai", "ao", "au", "ay", "eo",
+                                                      "eu", "iu", "oi", "ui", "uu"};
+  static constexpr std::string_view kFinals[] = {"ch", "ng", "nh", "c", "m", "n", "p", "t", ""};
+  auto one_of = [](std::string_view s, std::span<const std::string_view> set) {
+    return std::find(set.begin(), set.end(), s) != set.end();
+  };
+  if (folded.empty() || folded.size() > 7) return false;
+  for (std::string_view initial : kInitials) {
+    if (!folded.starts_with(initial)) continue;
+    const std::string_view rest = folded.substr(initial.size());
+    for (std::string_view final : kFinals) {
+      if (rest.size() <= final.size() || !rest.ends_with(final)) continue;
+      const std::string_view group = rest.substr(0, rest.size() - final.size());
+      if (one_of(group, kOpenGroups)) return true;
+      if (final.empty() && one_of(group, kGlideGroups)) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 Language DetectFromSegments(const Segmented& segmented) {
@@ -75,17 +113,27 @@ Language DetectFromSegments(const Segmented& segmented) {
   int words = 0;
   int vietnamese = 0;  // in half words
   int english = 0;
+  int impossible = 0;  // words no Vietnamese syllable is spelt like, names aside
+  bool first = true;
   for (const Word& word : segmented.words) {
     if (!word.has_letter) continue;
     ++words;
     vietnamese += VietnameseWeight(word.folded);
     if (IsEnglishFunctionWord(word.folded)) english += 2;
+    // A capitalised word after the first is taken for a name ("Cho Ray", "Vision"), which
+    // says nothing of the sentence's language.
+    const bool name = !first && std::isupper(static_cast<unsigned char>(word.text[0]));
+    if (!name && !IsPossibleVietnameseSyllable(word.folded)) ++impossible;
+    first = false;
   }
+  if (vietnamese <= english) return Language::kEnglish;
   // Accents that Vietnamese shares with French ("tôi tên là") make one known syllable enough.
   const int min_vietnamese = segmented.shared_accents > 0 ? 2 : 4;
-  if (vietnamese >= min_vietnamese && vietnamese >= words && vietnamese > english) {
-    return Language::kVietnamese;
-  }
+  if (vietnamese >= min_vietnamese && vietnamese >= words) return Language::kVietnamese;
+  // Fewer common syllables, but three or more words nearly all spelt as Vietnamese syllables,
+  // listed ones worth a whole word among them: a loan word or a typo ("piano") may stand among
+  // them, one word in five at most.
+  if (words >= 3 && vietnamese >= 2 && impossible * 5 <= words) return Language::kVietnamese;
   return Language::kEnglish;
 }
 
