@@ -29,8 +29,17 @@ struct UploadOutcome {
   bool ok() const { return !ran || (exit_code == 0 && signal == 0); }
 };
 
+// The bound on pg_dump, pg_restore and the upload command.
+store::ProcessLimits ToolLimits(const config::BackupConfig& backup) {
+  store::ProcessLimits limits;
+  limits.time_limit = backup.command_timeout;
+  limits.limit_key = "backup.command_timeout";
+  return limits;
+}
+
 // Runs backup.upload_command with the two paths appended, never through a shell.
-Result<UploadOutcome> Upload(const std::string& command, const store::BackupResult& made) {
+Result<UploadOutcome> Upload(const std::string& command, const store::BackupResult& made,
+                             const store::ProcessLimits& limits) {
   UploadOutcome outcome;
   if (command.empty()) return outcome;
   Result<std::vector<std::string>> words = store::SplitCommandLine(command);
@@ -40,7 +49,8 @@ Result<UploadOutcome> Upload(const std::string& command, const store::BackupResu
   outcome.program = argv.front();
   argv.push_back(made.data_path);
   argv.push_back(made.manifest_path);
-  MANN_ASSIGN_OR_RETURN(store::ProcessOutcome ran, store::RunProcess(argv));
+  MANN_ASSIGN_OR_RETURN(store::ProcessOutcome ran,
+                        store::RunProcess(argv, {}, /*capture_stderr=*/false, limits));
   outcome.ran = true;
   outcome.exit_code = ran.exit_code;
   outcome.signal = ran.signal;
@@ -73,14 +83,21 @@ int RunBackup(const config::LoadedConfig& loaded, const BackupArgs& args, Io& io
   options.postgres_url = config.storage.postgres_url;
   options.postgres_connect_timeout_s =
       static_cast<int>(config.storage.postgres_connect_timeout.count());
+  options.tool_limits = ToolLimits(config.backup);
   options.dir = args.dir.value_or(config.backup.dir);
   Result<store::BackupResult> made = store::MakeBackup(options);
   if (!made.ok()) return ReportError(io.err, made.status());
 
   // Step 2: the upload, when configured.
-  Result<UploadOutcome> upload = Upload(config.backup.upload_command, *made);
+  Result<UploadOutcome> upload =
+      Upload(config.backup.upload_command, *made, ToolLimits(config.backup));
   Status upload_error;
-  if (!upload.ok()) {
+  if (!upload.ok() && upload.status().code() == StatusCode::kUnavailable) {
+    // Stopped at backup.command_timeout: the backup itself is complete and stays.
+    upload_error =
+        UnavailableError(fmt::format("backup.upload_command: {}; the backup is kept at {}",
+                                     upload.status().message(), made->data_path));
+  } else if (!upload.ok()) {
     upload_error = upload.status();
   } else if (!upload->ok()) {
     upload_error = UnavailableError(
@@ -142,6 +159,7 @@ int RunRestore(const config::LoadedConfig& loaded, const RestoreArgs& args, Io& 
   store::RestoreOptions options;
   options.backup = args.backup;
   options.replace = args.force;
+  options.tool_limits = ToolLimits(config.backup);
   options.postgres_url = config.storage.postgres_url;
   options.postgres_connect_timeout_s =
       static_cast<int>(config.storage.postgres_connect_timeout.count());

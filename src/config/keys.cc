@@ -695,7 +695,8 @@ std::vector<KeySpec> BuildTable() {
       .env = "MANN_ENABLE_CACHING",
       .default_text = "true",
       .constraint = AnyBool{},
-      .help = "Cache POST /search answers: in process, or in Redis when redis.url is set.",
+      .help = "Cache POST /search answers: in process, or in Redis when redis.url is set; "
+              "with Redis, also share embeddings between replicas.",
   }));
   t.push_back(Key<&C::cache, &CacheConfig::size>({
       .key = "cache.size",
@@ -711,7 +712,8 @@ std::vector<KeySpec> BuildTable() {
       .env = "MANN_CACHE_TTL",
       .default_text = "3600",
       .constraint = IntRange{0, 31'536'000},
-      .help = "Lifetime of a cached answer; 0 turns the cache off.",
+      .help = "Lifetime of a cached answer, and of a shared embedding in Redis; 0 turns both "
+              "off.",
       .unit = "seconds",
   }));
 
@@ -720,8 +722,8 @@ std::vector<KeySpec> BuildTable() {
       .env = "MANN_REDIS_URL",
       .default_text = "",
       .constraint = Predicate{&IsEmptyOrRedisUrl, "empty or redis://[:password@]host:port[/db]"},
-      .help = "The Redis replicas share for the result cache, rate limits and the alert lock; "
-              "empty: none, each process keeps its own.",
+      .help = "The Redis replicas share for the result cache, embeddings, rate limits and the "
+              "alert lock; empty: none, each process keeps its own.",
       .secret = true,
   }));
   t.push_back(Key<&C::redis, &RedisConfig::connect_timeout>({
@@ -810,6 +812,15 @@ std::vector<KeySpec> BuildTable() {
                               &ExplainCommandLine},
       .help = "Run after each successful backup, without a shell, with the backup's path and "
               "its manifest's path appended as two arguments; its failure fails `mann backup`.",
+  }));
+  t.push_back(Key<&C::backup, &BackupConfig::command_timeout>({
+      .key = "backup.command_timeout",
+      .env = "MANN_BACKUP_COMMAND_TIMEOUT",
+      .default_text = "1800",
+      .constraint = IntRange{1, 86'400},
+      .help = "How long pg_dump, pg_restore or backup.upload_command may run; past it the "
+              "program gets SIGTERM, then SIGKILL 10 s later, and the backup or restore fails.",
+      .unit = "seconds",
   }));
 
   t.push_back(Key<&C::health, &HealthConfig::webhook>({
@@ -916,7 +927,8 @@ std::vector<KeySpec> BuildTable() {
       .key = "encoder.cache_size",
       .default_text = "4096",
       .constraint = IntRange{0, 1'000'000},
-      .help = "Embeddings kept in memory, keyed by a hash of the text; 0 turns the cache off.",
+      .help = "Embeddings kept in memory, keyed by a hash of the text; 0 turns the cache off. "
+              "With redis.url and cache.enabled, mann serve also shares them through Redis.",
       .unit = "entries",
   }));
   t.push_back(Key<&C::encoder, &EncoderConfig::dimension>({

@@ -137,8 +137,10 @@ Result<std::string> FindTool(const std::string& name) {
       "{} was not found in PATH or /usr/lib/postgresql/*/bin; install postgresql-client", name));
 }
 
-Status RunTool(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
-  MANN_ASSIGN_OR_RETURN(ProcessOutcome outcome, RunProcess(argv, env, /*capture_stderr=*/true));
+Status RunTool(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+               const ProcessLimits& limits) {
+  MANN_ASSIGN_OR_RETURN(ProcessOutcome outcome,
+                        RunProcess(argv, env, /*capture_stderr=*/true, limits));
   if (outcome.exit_code == 0) return Status::Ok();
   const std::string how = outcome.signal != 0
                               ? fmt::format("was killed by signal {}", outcome.signal)
@@ -231,7 +233,7 @@ Result<BackupResult> DumpPostgres(const BackupOptions& options, const std::strin
   const auto started = std::chrono::steady_clock::now();
   Status dumped = RunTool({pg_dump, "--format=custom", "--no-password", "--snapshot=" + snapshot_id,
                            "--file=" + partial},
-                          tool.env);
+                          tool.env, options.tool_limits);
   Exec(conn.get(), "COMMIT", "end snapshot").status().IgnoreError();  // read-only: nothing lost
   if (!dumped.ok()) {
     std::error_code ec;
@@ -290,7 +292,7 @@ Result<RestoreResult> RestorePostgres(const RestoreOptions& options, const Backu
   MANN_RETURN_IF_ERROR(
       RunTool({pg_restore, "--no-password", "--exit-on-error", "--single-transaction", "--no-owner",
                "--dbname=" + tool.dbname, dump_path},
-              tool.env));
+              tool.env, options.tool_limits));
 
   // Step 3: the restored database holds what the manifest promised.
   MANN_ASSIGN_OR_RETURN(Conn conn,

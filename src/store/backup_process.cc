@@ -2,13 +2,16 @@
 // never a shell, so a path with spaces or quotes stays one argument.
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -21,7 +24,19 @@ extern char** environ;
 namespace mann::store {
 namespace {
 
+namespace fs = std::filesystem;
+using SteadyClock = std::chrono::steady_clock;
+
 constexpr std::size_t kStderrTail = 4096;
+
+// The last line of a program's standard error with text in it, for an error message.
+std::string OneLineTail(const std::string& text) {
+  std::size_t end = text.find_last_not_of(" \t\r\n");
+  if (end == std::string::npos) return "";
+  const std::size_t newline = text.rfind('\n', end);
+  const std::size_t begin = newline == std::string::npos ? 0 : newline + 1;
+  return text.substr(begin, end + 1 - begin);
+}
 
 // The process environment with `extra` ("NAME=value") replacing variables of the same name.
 std::vector<std::string> MergedEnvironment(const std::vector<std::string>& extra) {
@@ -107,8 +122,12 @@ Result<std::vector<std::string>> SplitCommandLine(std::string_view text) {
 }
 
 Result<ProcessOutcome> RunProcess(const std::vector<std::string>& argv,
-                                  const std::vector<std::string>& env, bool capture_stderr) {
+                                  const std::vector<std::string>& env, bool capture_stderr,
+                                  const ProcessLimits& limits) {
   if (argv.empty() || argv.front().empty()) return InvalidArgumentError("no program to run");
+  if (limits.time_limit.count() < 0 || limits.grace.count() < 0) {
+    return InvalidArgumentError("a process time limit and its grace period must not be negative");
+  }
   std::vector<std::string> args = argv;
   std::vector<std::string> environment = MergedEnvironment(env);
   std::vector<char*> arg_pointers = Pointers(args);
@@ -123,11 +142,21 @@ Result<ProcessOutcome> RunProcess(const std::vector<std::string>& argv,
   // Our standard output may be a JSON document (--json): the child's goes to standard error.
   posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
   if (capture_stderr) posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
+  // With a time limit the child leads a process group of its own, so that what it started (a
+  // script's upload tool) is stopped with it rather than left running.
+  const bool limited = limits.time_limit.count() > 0;
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  if (limited) {
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attributes, 0);
+  }
 
   pid_t pid = 0;
-  const int rc = ::posix_spawnp(&pid, args.front().c_str(), &actions, nullptr, arg_pointers.data(),
-                                env_pointers.data());
+  const int rc = ::posix_spawnp(&pid, args.front().c_str(), &actions, &attributes,
+                                arg_pointers.data(), env_pointers.data());
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
   if (capture_stderr) ::close(err_pipe[1]);
   if (rc != 0) {
     if (capture_stderr) ::close(err_pipe[0]);
@@ -136,30 +165,83 @@ Result<ProcessOutcome> RunProcess(const std::vector<std::string>& argv,
   }
 
   ProcessOutcome outcome;
-  if (capture_stderr) {
+  int err_fd = capture_stderr ? err_pipe[0] : -1;
+  // Appends what the pipe holds; closes it at end of file. `wait_ms` bounds the wait for data.
+  auto read_stderr = [&](int wait_ms) {
+    pollfd entry{err_fd, POLLIN, 0};
+    const int ready = ::poll(&entry, 1, wait_ms);
+    if (ready <= 0) return;
     char buffer[4096];
-    for (;;) {
-      const ssize_t n = ::read(err_pipe[0], buffer, sizeof buffer);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      outcome.stderr_tail.append(buffer, static_cast<std::size_t>(n));
-      if (outcome.stderr_tail.size() > 2 * kStderrTail) {
-        outcome.stderr_tail.erase(0, outcome.stderr_tail.size() - kStderrTail);
-      }
+    const ssize_t n = ::read(err_fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) return;
+    if (n <= 0) {
+      ::close(err_fd);
+      err_fd = -1;
+      return;
     }
-    ::close(err_pipe[0]);
-    if (outcome.stderr_tail.size() > kStderrTail) {
+    outcome.stderr_tail.append(buffer, static_cast<std::size_t>(n));
+    if (outcome.stderr_tail.size() > 2 * kStderrTail) {
       outcome.stderr_tail.erase(0, outcome.stderr_tail.size() - kStderrTail);
     }
-  }
+  };
+
+  // Wait for the child; past the limit, SIGTERM to its group, and SIGKILL once the grace period
+  // is over too. Checked every kTick at least, so an expiry is noticed within that.
+  constexpr auto kTick = std::chrono::milliseconds(100);
+  const auto started = SteadyClock::now();
+  const auto term_at = started + limits.time_limit;
+  auto kill_at = SteadyClock::time_point::max();
+  enum class Stop { kNone, kTerminated, kKilled } stop = Stop::kNone;
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      return InternalError(fmt::format("waitpid for {}: {}", args.front(), std::strerror(errno)));
+  for (;;) {
+    const pid_t waited = ::waitpid(pid, &status, WNOHANG);
+    if (waited == pid) break;
+    if (waited < 0 && errno != EINTR) {
+      const int error = errno;
+      if (err_fd >= 0) ::close(err_fd);
+      return InternalError(fmt::format("waitpid for {}: {}", args.front(), std::strerror(error)));
     }
+    const auto now = SteadyClock::now();
+    if (limited && stop == Stop::kNone && now >= term_at) {
+      ::kill(-pid, SIGTERM);
+      stop = Stop::kTerminated;
+      kill_at = now + limits.grace;
+    } else if (stop == Stop::kTerminated && now >= kill_at) {
+      ::kill(-pid, SIGKILL);
+      stop = Stop::kKilled;
+    }
+    if (err_fd >= 0) {
+      read_stderr(static_cast<int>(kTick.count()));
+    } else {
+      ::poll(nullptr, 0, static_cast<int>(kTick.count()));
+    }
+  }
+  // A stopped child's group may hold members that ignored SIGTERM; none may outlive the run.
+  if (stop != Stop::kNone) ::kill(-pid, SIGKILL);
+  // What is already in the pipe; a descendant still holding it open must not hold us.
+  for (int i = 0; err_fd >= 0 && i < 1024; ++i) {
+    const std::size_t before = outcome.stderr_tail.size();
+    read_stderr(0);
+    if (err_fd >= 0 && outcome.stderr_tail.size() == before) break;
+  }
+  if (err_fd >= 0) ::close(err_fd);
+  if (outcome.stderr_tail.size() > kStderrTail) {
+    outcome.stderr_tail.erase(0, outcome.stderr_tail.size() - kStderrTail);
   }
   if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
+
+  if (stop != Stop::kNone) {
+    const auto limit_s = std::chrono::duration<double>(limits.time_limit).count();
+    const auto grace_s = std::chrono::duration<double>(limits.grace).count();
+    return UnavailableError(fmt::format(
+        "{} did not finish within {:g} s{}; it was stopped with {}{}",
+        fs::path(args.front()).filename().string(), limit_s,
+        limits.limit_key.empty() ? "" : fmt::format(" ({})", limits.limit_key),
+        stop == Stop::kKilled ? fmt::format("SIGKILL, {:g} s after a SIGTERM it ignored", grace_s)
+                              : std::string("SIGTERM"),
+        outcome.stderr_tail.empty() ? "" : fmt::format(": {}", OneLineTail(outcome.stderr_tail))));
+  }
   return outcome;
 }
 

@@ -11,6 +11,7 @@
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <unistd.h>
@@ -509,6 +510,83 @@ TEST_F(BackupTest, RunProcessPassesArgumentsVerbatimAndReportsTheExitCode) {
   EXPECT_TRUE(Contains(ran.status().message(), "/no/such/program"));
 }
 
+// `state` of /proc/<pid>/stat: 'Z' for a zombie; 0 when the process is gone.
+char ProcessState(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return 0;
+  const std::size_t paren = line.rfind(')');
+  return paren == std::string::npos || paren + 2 >= line.size() ? 0 : line[paren + 2];
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST_F(BackupTest, RunProcessWithinItsLimitReportsTheExitCode) {
+  const ProcessLimits limits{.time_limit = std::chrono::seconds(10)};
+  Result<ProcessOutcome> ran =
+      RunProcess({"sh", "-c", "echo done >&2; exit 4"}, {}, /*capture_stderr=*/true, limits);
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  EXPECT_EQ(ran->exit_code, 4);
+  EXPECT_EQ(ran->stderr_tail, "done\n");
+  EXPECT_EQ(RunProcess({"true"}, {}, false, {.time_limit = std::chrono::milliseconds(-1)})
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(BackupTest, RunProcessStopsAProgramPastItsLimitWithSigterm) {
+  // What a stalled upload command looks like.
+  const ProcessLimits limits{.time_limit = std::chrono::seconds(1),
+                             .limit_key = "backup.command_timeout"};
+  const auto start = std::chrono::steady_clock::now();
+  Result<ProcessOutcome> ran = RunProcess({"sleep", "60"}, {}, /*capture_stderr=*/false, limits);
+  const double took = SecondsSince(start);
+  ASSERT_FALSE(ran.ok());
+  EXPECT_EQ(ran.status().code(), StatusCode::kUnavailable);
+  const std::string message = ran.status().message();
+  EXPECT_TRUE(Contains(message, "sleep did not finish within 1 s (backup.command_timeout)"))
+      << message;
+  EXPECT_TRUE(Contains(message, "stopped with SIGTERM")) << message;
+  EXPECT_GE(took, 1.0);
+  EXPECT_LT(took, 5.0) << "SIGTERM ends sleep at once";
+}
+
+TEST_F(BackupTest, RunProcessKillsAProgramThatIgnoresSigtermAndWhatItStarted) {
+  // The shell and the sleep it starts both ignore SIGTERM; the sleep holds the stderr pipe.
+  const std::string pid_file = (root_ / "sleep.pid").string();
+  const ProcessLimits limits{.time_limit = std::chrono::seconds(1),
+                             .grace = std::chrono::seconds(1),
+                             .limit_key = "backup.command_timeout"};
+  const auto start = std::chrono::steady_clock::now();
+  Result<ProcessOutcome> ran = RunProcess(
+      {"sh", "-c", "trap '' TERM; echo starting >&2; sleep 60 & echo $! > \"$0\"; wait", pid_file},
+      {}, /*capture_stderr=*/true, limits);
+  const double took = SecondsSince(start);
+  ASSERT_FALSE(ran.ok());
+  EXPECT_EQ(ran.status().code(), StatusCode::kUnavailable);
+  const std::string message = ran.status().message();
+  EXPECT_TRUE(Contains(message, "sh did not finish within 1 s (backup.command_timeout)"))
+      << message;
+  EXPECT_TRUE(Contains(message, "SIGKILL, 1 s after a SIGTERM it ignored")) << message;
+  EXPECT_TRUE(Contains(message, "starting")) << "its last words are kept: " << message;
+  EXPECT_GE(took, 2.0);
+  EXPECT_LT(took, 6.0);
+
+  // The sleep was in the shell's process group, so it got the SIGKILL too: gone, or a zombie
+  // waiting for init to reap it, but not sleeping on.
+  std::ifstream in(pid_file);
+  pid_t sleeper = 0;
+  ASSERT_TRUE(in >> sleeper) << "the shell wrote no pid";
+  char state = ProcessState(sleeper);
+  for (int i = 0; i < 50 && state != 0 && state != 'Z'; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    state = ProcessState(sleeper);
+  }
+  EXPECT_TRUE(state == 0 || state == 'Z') << "the sleep is still in state " << state;
+}
+
 // ---- PostgreSQL ------------------------------------------------------------------------------
 
 // A database of its own on the test server, dropped at the end.
@@ -579,6 +657,45 @@ TEST_F(BackupTest, PostgresDumpRestoresIntoAnEmptyDatabaseOnly) {
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_TRUE(Contains(again.status().message(), "not empty")) << again.status().ToString();
+}
+
+TEST_F(BackupTest, AStalledPgDumpIsStoppedAtTheLimitAndLeavesNoBackup) {
+  std::string server;
+  MANN_TEST_SERVICE_URL_OR_RETURN(server, "MANN_TEST_POSTGRES_URL");
+  ScratchDatabase source(server, "mann_backup_stall_" + std::to_string(::getpid()));
+  ASSERT_TRUE(source.ok());
+  ASSERT_TRUE(
+      ScratchDatabase::Exec(source.url(),
+                            "CREATE TABLE entries (id text PRIMARY KEY, content text NOT NULL);"
+                            "INSERT INTO entries VALUES ('e1', 'one memory');"
+                            "CREATE TABLE held (id int);"));
+  // Another session holds a lock pg_dump waits for (it dumps `held`, which the entry count does
+  // not read): pg_dump stalls on a real server, as behind a long migration.
+  PGconn* holder = PQconnectdb(source.url().c_str());
+  ASSERT_EQ(PQstatus(holder), CONNECTION_OK) << PQerrorMessage(holder);
+  PGresult* locked = PQexec(holder, "BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE");
+  ASSERT_EQ(PQresultStatus(locked), PGRES_COMMAND_OK) << PQerrorMessage(holder);
+  PQclear(locked);
+
+  const auto start = std::chrono::steady_clock::now();
+  Result<BackupResult> made = MakeBackup({.backend = "postgres",
+                                          .postgres_url = source.url(),
+                                          .tool_limits = {.time_limit = std::chrono::seconds(2),
+                                                          .grace = std::chrono::seconds(2),
+                                                          .limit_key = "backup.command_timeout"},
+                                          .dir = backups_});
+  const double took = SecondsSince(start);
+  PQfinish(holder);
+  ASSERT_FALSE(made.ok());
+  EXPECT_EQ(made.status().code(), StatusCode::kUnavailable) << made.status().ToString();
+  EXPECT_TRUE(Contains(made.status().message(),
+                       "pg_dump did not finish within 2 s (backup.command_timeout)"))
+      << made.status().ToString();
+  EXPECT_LT(took, 10.0);
+  std::vector<std::string> left;
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(backups_, ec)) left.push_back(f.path().string());
+  EXPECT_TRUE(left.empty()) << "left behind: " << fmt::format("{}", fmt::join(left, ", "));
 }
 
 TEST(BackupPostgres, UnreachableServerIsUnavailableWithoutThePassword) {

@@ -161,6 +161,7 @@ struct BackupConfig {
   std::string dir;                  // resolved: never empty after loading
   std::int64_t retention_days = 0;  // older backups are pruned after each backup; 0: none
   std::string upload_command;       // run with the backup's and manifest's paths; empty: none
+  std::chrono::seconds command_timeout{0};  // for pg_dump, pg_restore and the upload command
 };
 
 // `mann health`.

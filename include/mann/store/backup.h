@@ -96,11 +96,20 @@ Result<PruneResult> PruneBackups(const std::string& dir, int retention_days, Tim
 
 // ---- Making a backup -------------------------------------------------------------------------
 
+// How long a helper program (pg_dump, pg_restore, an upload command) may run, and how
+// it is stopped when it runs over.
+struct ProcessLimits {
+  std::chrono::milliseconds time_limit{0};  // zero: no limit
+  std::chrono::milliseconds grace{10'000};  // from SIGTERM to SIGKILL
+  std::string limit_key = {};               // the setting named in the error, if any
+};
+
 struct BackupOptions {
   std::string backend = "sqlite";       // "sqlite" or "postgres"
   std::string database_path = {};       // sqlite: the live database file
   std::string postgres_url = {};        // postgres: the database to dump (a libpq URL)
   int postgres_connect_timeout_s = 10;  // unless the URL sets connect_timeout
+  ProcessLimits tool_limits = {};       // for pg_dump
   std::string dir = {};                 // backup directory; created (0700) when missing
   const Clock* clock = nullptr;         // for the stamp; null: the system clock
 };
@@ -124,6 +133,7 @@ struct RestoreOptions {
   std::string database_path = {};       // sqlite: the file restored into; its directory is made
   std::string postgres_url = {};        // postgres: the database restored into; must be empty
   int postgres_connect_timeout_s = 10;  // unless the URL sets connect_timeout
+  ProcessLimits tool_limits = {};       // for pg_restore
   // Replace a target that holds data; the old files are moved aside to <db>.replaced-<stamp>.
   bool replace = false;
   const Clock* clock = nullptr;
@@ -156,11 +166,14 @@ struct ProcessOutcome {
 // standard error, and waits for it. `capture_stderr` keeps its standard error for messages
 // instead of passing it through. `env` entries "NAME=value" are added to our environment.
 // FailedPrecondition naming the program when it cannot be started.
-// TODO(#6): no time limit: a stalled upload or pg_dump holds `mann backup` until it ends (under
-// systemd, the unit's TimeoutStartSec bounds the run); a deadline would need a kill policy.
+//
+// With a time limit the program runs in a process group of its own; past the limit the group
+// gets SIGTERM, and SIGKILL after `grace` if it still runs. The program is always reaped, and
+// then Unavailable names it, the limit and how it was stopped. (In its own group the program
+// does not see the terminal's Ctrl-C; `mann backup` is meant for timers, not for terminals.)
 Result<ProcessOutcome> RunProcess(const std::vector<std::string>& argv,
                                   const std::vector<std::string>& env = {},
-                                  bool capture_stderr = false);
+                                  bool capture_stderr = false, const ProcessLimits& limits = {});
 
 // True when some process holds the database at `database_path` open through a SqliteStore (or
 // a backup is reading it): its lock file beside it is held.
