@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
@@ -63,6 +64,10 @@ struct Space {
   std::int64_t writes = 0;
   std::int64_t evictions = 0;
 };
+
+// Every namespace's state by name. Spaces are heap-allocated so that pointers to them (the
+// lexical loader's) stay valid while the map grows.
+using SpaceMap = std::map<std::string, std::unique_ptr<Space>>;
 
 // What a piece of text becomes before it enters the bank; computed outside the lock because
 // analysis and encoding are the expensive part of a write.
@@ -367,19 +372,29 @@ struct MemoryBank::Impl {
 
   // --- in-memory state (REQUIRES: mu held exclusively) ---------------------------------------
 
-  Space& SpaceFor(const std::string& ns) {
-    auto it = spaces.find(ns);
-    if (it == spaces.end()) {
-      it = spaces.emplace(ns, std::make_unique<Space>(ns, router.spaces())).first;
-    }
+  Space& SpaceFor(const std::string& ns) { return SpaceIn(spaces, ns); }
+
+  // The space of `ns` in `map`, created empty when missing; `map` is the served one or one a
+  // load is building.
+  Space& SpaceIn(SpaceMap& map, const std::string& ns) const {
+    auto it = map.find(ns);
+    if (it == map.end()) it = map.emplace(ns, std::make_unique<Space>(ns, router.spaces())).first;
     return *it->second;
   }
 
-  // Adds a live entry to every index of `s`. With `lexical` null the terms go to the BM25 index
-  // immediately; otherwise they are handed to that loader, which indexes them on its own thread.
+  // Adds a live entry to every index of a served space `s`, and counts it in `total`.
   DocId Insert(Space& s, MemoryEntry entry, std::vector<std::string> terms,
-               const encode::Lane& lane, std::span<const float> embedding,
-               LexicalLoader* lexical = nullptr) {
+               const encode::Lane& lane, std::span<const float> embedding) {
+    const DocId doc = Place(s, std::move(entry), std::move(terms), lane, embedding, nullptr);
+    total.fetch_add(1);
+    return doc;
+  }
+
+  // Adds a live entry to every index of `s`, which may be a space a load is building (and so
+  // not counted in `total` yet). With `lexical` null the terms go to the BM25 index
+  // immediately; otherwise they are handed to that loader, which indexes them on its own thread.
+  DocId Place(Space& s, MemoryEntry entry, std::vector<std::string> terms, const encode::Lane& lane,
+              std::span<const float> embedding, LexicalLoader* lexical) {
     DocId doc;
     if (!s.free_slots.empty()) {
       doc = s.free_slots.back();
@@ -401,7 +416,6 @@ struct MemoryBank::Impl {
     } else {
       lexical->Add({&s, doc, std::move(terms)});
     }
-    total.fetch_add(1);
     return doc;
   }
 
@@ -521,7 +535,9 @@ struct MemoryBank::Impl {
   // --- durability -----------------------------------------------------------------------------
 
   // Waits for a mutation queued under the lock. On failure the in-memory state may hold a
-  // change the store refused, so everything is reloaded from the store.
+  // change the store refused, so everything is reloaded from the store. When that reload fails
+  // too (the store is still unreachable), memory keeps what it served, the refused change
+  // included, and NeedsReload() says so until a later Reload() succeeds.
   Status AwaitCommit(std::future<Status> pending) {
     Status status = pending.get();
     if (status.ok()) return status;
@@ -533,10 +549,8 @@ struct MemoryBank::Impl {
     again.write_back = open_options.write_back;
     Status reload = LoadAllLocked(&again);
     if (!reload.ok()) {
-      log->critical("reload after a failed commit failed: {}", reload.ToString());
-      // TODO(#6): LoadAllLocked clears memory before it reads, so a failed reload leaves the
-      // bank empty until Reload() succeeds (the replica follower retries it); load into fresh
-      // spaces and swap them in only on success.
+      log->critical("reload after a failed commit failed, serving the previous memory: {}",
+                    reload.ToString());
       needs_reload.store(true);
     }
     return status;
@@ -550,38 +564,58 @@ struct MemoryBank::Impl {
   // Rebuilds every namespace from the store. A stored vector is kept when it came through the
   // lane its text belongs to now; the others (another encoder, another lexicon, or all of them
   // with `reembed_all`) are re-made and written back. `progress` sees the re-embedding.
+  //
+  // The new state is built beside the served one and replaces it only once the store has been
+  // read in full, so a failed load (the database went away mid-read) leaves memory as it was.
+  // Readers wait on mu meanwhile, as they did for a load in place. A failed write-back of
+  // re-embedded vectors is reported after the swap: memory then holds the store's entries, and
+  // the next load re-embeds them again.
   // REQUIRES: mu held exclusively.
   Status LoadAllLocked(const OpenOptions* open = nullptr) {
     const bool reembed_all = open != nullptr && open->reembed_all;
-    spaces.clear();
-    total.store(0);
+    SpaceMap fresh;
     std::vector<store::StoredEntry> stale;  // entries whose vectors need re-embedding
-    // BM25 indexing is the largest part of a start-up; it runs on a second thread while this one
-    // reads rows and fills the other indexes (measured in bench/memory_bench.cc, BM_Startup).
-    LexicalLoader lexical;
-    Status st = store.Load([&](store::StoredEntry&& se) -> Status {
-      if (se.terms.empty()) se.terms = analyzer.Terms(se.entry.content);
-      const encode::Lane& lane = LaneOf(se.entry);
-      if (reembed_all || se.encoder_id != lane.provenance ||
-          se.embedding.size() != router.spaces()[lane.space]->Dimension()) {
-        stale.push_back(std::move(se));
+    Status st;
+    {
+      // BM25 indexing is the largest part of a start-up; it runs on a second thread while this
+      // one reads rows and fills the other indexes (bench/memory_bench.cc, BM_Startup). The
+      // loader is finished before `fresh` can be dropped on failure.
+      LexicalLoader lexical;
+      st = store.Load([&](store::StoredEntry&& se) -> Status {
+        if (se.terms.empty()) se.terms = analyzer.Terms(se.entry.content);
+        const encode::Lane& lane = LaneOf(se.entry);
+        if (reembed_all || se.encoder_id != lane.provenance ||
+            se.embedding.size() != router.spaces()[lane.space]->Dimension()) {
+          stale.push_back(std::move(se));
+          return Status::Ok();
+        }
+        Space& s = SpaceIn(fresh, se.entry.ns);
+        Place(s, std::move(se.entry), std::move(se.terms), lane, se.embedding, &lexical);
         return Status::Ok();
-      }
-      Space& s = SpaceFor(se.entry.ns);
-      Insert(s, std::move(se.entry), std::move(se.terms), lane, se.embedding, &lexical);
-      return Status::Ok();
-    });
-    if (st.ok()) st = Reembed(stale, lexical, open);
-    FinishLexical(lexical);
+      });
+      if (st.ok()) st = Reembed(fresh, stale, lexical, open);
+      FinishLexical(lexical);
+    }
     MANN_RETURN_IF_ERROR(st);
 
     MANN_ASSIGN_OR_RETURN(auto counters, store.Counters());
     for (const auto& c : counters) {
-      Space& s = SpaceFor(c.ns);
+      Space& s = SpaceIn(fresh, c.ns);
       s.reads = c.reads;
       s.writes = c.writes;
       s.evictions = c.evictions;
     }
+
+    // The store was read in full: serve what it holds, and note the namespaces it no longer
+    // has (answers cached for them are stale too, and no listing names them any more).
+    std::size_t count = 0;
+    for (const auto& [name, space] : fresh) count += space->count();
+    for (const auto& [name, space] : spaces) {
+      if (!fresh.contains(name)) dropped_by_load.insert(name);
+    }
+    spaces.swap(fresh);
+    total.store(count);
+    reembedded.store(stale.size());
 
     // Write re-embedded vectors back in bounded batches so a later start is fast again.
     constexpr std::size_t kBatch = 500;
@@ -596,14 +630,14 @@ struct MemoryBank::Impl {
     if (!stale.empty()) {
       log->info("re-embedded memories count={} encoders=\"{}\"", stale.size(), router.Describe());
     }
-    reembedded.store(stale.size());
     return Status::Ok();
   }
 
   // Gives each stale entry a vector through the lane its text belongs to, in batches of one
-  // lane each (the sentence encoder is faster on batches), and inserts it. `stale` keeps the
-  // stored form with its new vector, for the write-back. REQUIRES: mu held exclusively.
-  Status Reembed(std::vector<store::StoredEntry>& stale, LexicalLoader& lexical,
+  // lane each (the sentence encoder is faster on batches), and places it in `into`. `stale`
+  // keeps the stored form with its new vector, for the write-back. REQUIRES: mu held
+  // exclusively.
+  Status Reembed(SpaceMap& into, std::vector<store::StoredEntry>& stale, LexicalLoader& lexical,
                  const OpenOptions* open) {
     if (stale.empty()) return Status::Ok();
     log->info("re-embedding memories count={} encoders=\"{}\"", stale.size(), router.Describe());
@@ -622,7 +656,7 @@ struct MemoryBank::Impl {
           store::StoredEntry& se = stale[members[j]];
           se.embedding = std::move(vectors[j - b]);
           se.encoder_id = lane->provenance;
-          Insert(SpaceFor(se.entry.ns), se.entry, se.terms, *lane, se.embedding, &lexical);
+          Place(SpaceIn(into, se.entry.ns), se.entry, se.terms, *lane, se.embedding, &lexical);
         }
         done += e - b;
         if (open != nullptr && open->progress) open->progress(done, stale.size());
@@ -811,6 +845,7 @@ struct MemoryBank::Impl {
   std::atomic<std::size_t> total{0};
   std::atomic<std::int64_t> decisions[4] = {0, 0, 0, 0};
   std::atomic<bool> needs_reload{false};  // a reload after a failed commit failed too
+  std::set<std::string> dropped_by_load;  // guarded by mu; see TakeNamespacesDroppedByReload()
 
   // Read bookkeeping (usage bumps, read counters) waits here and reaches the store at most every
   // kBookkeepingInterval: a search-heavy load must not turn every read into a transaction, nor
@@ -1468,7 +1503,8 @@ Status MemoryBank::Reload() {
   OpenOptions again;  // no progress display, nothing forced; the same write-back rule
   again.write_back = im.open_options.write_back;
   if (Status loaded = im.LoadAllLocked(&again); !loaded.ok()) {
-    im.needs_reload.store(true);  // memory now lacks what the failed load did not reach
+    // Memory still serves what it held; a later Reload() brings the store's state.
+    im.needs_reload.store(true);
     return loaded;
   }
   im.needs_reload.store(false);
@@ -1477,5 +1513,13 @@ Status MemoryBank::Reload() {
 }
 
 bool MemoryBank::NeedsReload() const { return impl_->needs_reload.load(); }
+
+std::vector<std::string> MemoryBank::TakeNamespacesDroppedByReload() {
+  Impl& im = *impl_;
+  std::unique_lock lock(im.mu);
+  std::vector<std::string> out(im.dropped_by_load.begin(), im.dropped_by_load.end());
+  im.dropped_by_load.clear();
+  return out;
+}
 
 }  // namespace mann

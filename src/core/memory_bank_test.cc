@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -9,17 +10,21 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <pqxx/pqxx>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <mann/core/clock.h>
 #include <mann/core/id.h>
 #include <mann/core/memory_bank.h>
 #include <mann/encode/hashed_encoder.h>
 #include <mann/encode/router.h>
+#include <mann/store/postgres_store.h>
 #include <mann/store/sqlite_store.h>
 #include <mann/text/analyzer.h>
 #include <mann/text/gloss.h>
@@ -1755,6 +1760,189 @@ TEST_F(MemoryBankRestore, NeverEvictsAtCapacity) {
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(MustPeek(kept).content, "I live in Hanoi");
+}
+
+// ---- reload while the store is unreachable -----------------------------------------------------
+
+// Two banks on one real PostgreSQL database, as two replicas are. The database is made
+// unreachable the way an outage looks to a client (new connections refused, open ones closed),
+// then reachable again.
+class MemoryBankReload : public ::testing::Test {
+ protected:
+  // (The helpers of src/store/testing_postgres.h declare a namespace mann::testing, which would
+  // hide ::testing from the gtest macros this file uses inside namespace mann.)
+  void SetUp() override {
+    const char* admin = std::getenv("MANN_TEST_POSTGRES_URL");
+    if (admin == nullptr || *admin == '\0') {
+      const char* required = std::getenv("MANN_REQUIRE_SERVICES");
+      if (required != nullptr && std::string(required) == "1") {
+        FAIL() << "MANN_TEST_POSTGRES_URL is unset although MANN_REQUIRE_SERVICES=1";
+      }
+      GTEST_SKIP() << "MANN_TEST_POSTGRES_URL is unset; scripts/services.sh start DIR provides it";
+    }
+    admin_url_ = admin;
+    database_ = fmt::format("mann_bank_reload_{}", ::getpid());
+    AdminExec(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", database_));
+    AdminExec(fmt::format("CREATE DATABASE {}", database_));
+    created_ = true;
+    for (auto* slot : {&store_, &other_store_}) {
+      store::PostgresOptions o;
+      o.url = DatabaseUrl();
+      o.connect_timeout = std::chrono::seconds(1);
+      auto store = store::PostgresStore::Open(o);
+      ASSERT_TRUE(store.ok()) << store.status().ToString();
+      *slot = std::move(store).value();
+    }
+    for (auto [store, slot] :
+         {std::pair{store_.get(), &bank_}, std::pair{other_store_.get(), &other_bank_}}) {
+      auto bank = MemoryBank::Open(BankOptions{}, *store, encoder_, analyzer_, clock_);
+      ASSERT_TRUE(bank.ok()) << bank.status().ToString();
+      *slot = std::move(bank).value();
+    }
+  }
+
+  void TearDown() override {
+    bank_.reset();
+    other_bank_.reset();
+    store_.reset();
+    other_store_.reset();
+    if (created_) AdminExec(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", database_));
+  }
+
+  // Runs `sql` on the server's admin database.
+  void AdminExec(const std::string& sql) {
+    try {
+      pqxx::connection admin(admin_url_);
+      pqxx::nontransaction tx(admin);
+      tx.exec(sql);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << sql << ": " << e.what();
+    }
+  }
+
+  // The admin URL with the test database in place of its own.
+  std::string DatabaseUrl() const {
+    const std::size_t slash = admin_url_.find('/', admin_url_.find("://") + 3);
+    const std::size_t query = admin_url_.find('?');
+    return admin_url_.substr(0, slash) + "/" + database_ +
+           (query == std::string::npos ? "" : admin_url_.substr(query));
+  }
+
+  // Refuses (or allows again) connections to the test database; refusing also closes the open
+  // ones, so every call of the stores fails as it would with the server down.
+  void SetReachable(bool reachable) {
+    AdminExec(fmt::format("ALTER DATABASE {} ALLOW_CONNECTIONS {}", database_,
+                          reachable ? "true" : "false"));
+    if (!reachable) {
+      AdminExec(
+          fmt::format("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = '{}'",
+                      database_));
+    }
+  }
+
+  static std::string Add(MemoryBank& bank, std::string content) {
+    AddRequest r;
+    r.content = std::move(content);
+    r.use_write_head = false;
+    auto out = bank.Add(r);
+    EXPECT_TRUE(out.ok()) << out.status().ToString();
+    return out.ok() ? out->memory_id : "";
+  }
+
+  // The id of the first hit of `query`, or "".
+  static std::string Top(MemoryBank& bank, std::string query) {
+    SearchRequest r;
+    r.query = std::move(query);
+    r.top_k = 1;
+    r.touch = false;
+    auto hits = bank.Search(r);
+    EXPECT_TRUE(hits.ok()) << hits.status().ToString();
+    return hits.ok() && !hits->empty() ? hits->front().entry.id : "";
+  }
+
+  std::string admin_url_;
+  std::string database_;
+  bool created_ = false;
+  FakeClock clock_;
+  text::Analyzer analyzer_;
+  encode::HashedEncoder encoder_;
+  std::unique_ptr<store::PostgresStore> store_;
+  std::unique_ptr<store::PostgresStore> other_store_;
+  std::unique_ptr<MemoryBank> bank_;
+  std::unique_ptr<MemoryBank> other_bank_;
+};
+
+TEST_F(MemoryBankReload, AFailedReloadKeepsServingWhatMemoryHeld) {
+  const std::string tram = Add(*bank_, "The night tram leaves the harbour at midnight");
+  const std::string violin = Add(*bank_, "Her violin lessons are on Thursday evenings");
+  const std::string garden = Add(*other_bank_, "The roof garden grows basil and mint");
+  ASSERT_FALSE(tram.empty() || violin.empty() || garden.empty());
+
+  ASSERT_NO_FATAL_FAILURE(SetReachable(false));
+  const Status failed = bank_->Reload();
+  EXPECT_EQ(failed.code(), StatusCode::kUnavailable) << failed.ToString();
+  EXPECT_NE(failed.message().find("PostgreSQL"), std::string::npos) << failed.ToString();
+  EXPECT_TRUE(bank_->NeedsReload());
+  EXPECT_EQ(bank_->TotalCount(), 2u);
+  EXPECT_EQ(Top(*bank_, "night tram harbour"), tram);
+  EXPECT_EQ(Top(*bank_, "violin lessons"), violin);
+  auto peek = bank_->Get("default", violin, /*touch=*/false);
+  EXPECT_TRUE(peek.ok()) << peek.status().ToString();
+
+  // A write refused by the store: its reload after the failed commit fails as well, and memory
+  // still answers with what it held.
+  AddRequest refused;
+  refused.content = "The lighthouse keeper feeds seven cats";
+  refused.use_write_head = false;
+  auto out = bank_->Add(refused);
+  EXPECT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kUnavailable) << out.status().ToString();
+  EXPECT_TRUE(bank_->NeedsReload());
+  EXPECT_EQ(Top(*bank_, "night tram harbour"), tram);
+  EXPECT_EQ(Top(*bank_, "violin lessons"), violin);
+
+  // Reachable again: a reload brings the store's state, the other bank's write included and
+  // the refused one gone.
+  ASSERT_NO_FATAL_FAILURE(SetReachable(true));
+  const Status reloaded = bank_->Reload();
+  ASSERT_TRUE(reloaded.ok()) << reloaded.ToString();
+  EXPECT_FALSE(bank_->NeedsReload());
+  EXPECT_EQ(bank_->TotalCount(), 3u);
+  EXPECT_EQ(Top(*bank_, "roof garden basil"), garden);
+  EXPECT_EQ(Top(*bank_, "night tram harbour"), tram);
+  EXPECT_NE(Top(*bank_, "lighthouse keeper cats"), out.ok() ? out->memory_id : "refused");
+  EXPECT_EQ(bank_->Stats().overall.total_memories, 3u);
+}
+
+TEST_F(MemoryBankReload, AReloadNamesTheNamespacesItFoundGone) {
+  AddRequest trip;
+  trip.ns = "trip";
+  trip.content = "The ferry to the island leaves at seven";
+  trip.use_write_head = false;
+  ASSERT_TRUE(bank_->Add(trip).ok());
+  ASSERT_FALSE(Add(*bank_, "The bakery opens at six").empty());
+  EXPECT_TRUE(bank_->TakeNamespacesDroppedByReload().empty()) << "nothing was reloaded yet";
+
+  // The namespace leaves the store entirely (an administrator's purge, a restore).
+  {
+    pqxx::connection c(DatabaseUrl());
+    pqxx::work tx(c);
+    tx.exec("DELETE FROM entries WHERE ns = 'trip'");
+    tx.exec("DELETE FROM counters WHERE ns = 'trip'");
+    tx.commit();
+  }
+  // A failed reload changes nothing, so it drops nothing.
+  ASSERT_NO_FATAL_FAILURE(SetReachable(false));
+  EXPECT_FALSE(bank_->Reload().ok());
+  EXPECT_TRUE(bank_->TakeNamespacesDroppedByReload().empty());
+  ASSERT_NO_FATAL_FAILURE(SetReachable(true));
+
+  ASSERT_TRUE(bank_->Reload().ok());
+  EXPECT_EQ(bank_->TakeNamespacesDroppedByReload(), std::vector<std::string>{"trip"});
+  EXPECT_TRUE(bank_->TakeNamespacesDroppedByReload().empty()) << "each is named once";
+  for (const NamespaceStats& ns : bank_->Stats().namespaces) EXPECT_NE(ns.ns, "trip");
+  EXPECT_EQ(bank_->TotalCount(), 1u);
 }
 
 }  // namespace

@@ -263,12 +263,21 @@ class MemoryBank {
   Result<std::vector<std::string>> ApplyReplicated(std::vector<store::Change> changes);
 
   // Rebuilds every namespace from the store, as Open() does: for a follower that fell behind
-  // the change log's pruning, or after a failed reload (see NeedsReload()).
+  // the change log's pruning, or after a failed reload (see NeedsReload()). The new state
+  // replaces the served one only once the store was read in full; on failure memory keeps
+  // serving what it held.
   Status Reload();
 
   // True when a commit failed and the reload that follows it failed as well (the store was
-  // unreachable), so memory may lack stored entries until Reload() succeeds.
+  // unreachable), so memory may differ from the store (it may hold the refused change, or miss
+  // another replica's writes) until Reload() succeeds.
   bool NeedsReload() const;
+
+  // The namespaces that memory held before a reload (Reload(), or the one after a failed
+  // commit) and that the store no longer had, since the last call; each is named once. A full
+  // reload's listeners invalidate what they keep for these as well as for every namespace
+  // still held.
+  std::vector<std::string> TakeNamespacesDroppedByReload();
 
  private:
   struct Impl;
