@@ -1,3 +1,4 @@
+#include <atomic>
 #include <set>
 
 #include <fmt/format.h>
@@ -7,12 +8,43 @@
 #include <mann/metrics/registry.h>
 #include <mann/text/analyzer.h>
 
+#include "cache_metrics.h"
+
 namespace mann::cache {
 
-struct ResultCache::Pending {
+struct ResultCache::SharedState {
   std::shared_ptr<RedisClient> redis;
+  std::string epoch_key;  // <prefix>epoch:<scope tag>
+
   std::mutex mu;
-  std::set<std::string, std::less<>> generation_keys;  // guarded by mu
+  std::set<std::string, std::less<>> generation_keys;  // guarded by mu: not yet in Redis
+
+  std::mutex epoch_mu;  // one INCR of the epoch per outage, however many lookups wait for it
+  // The client's outage count when the epoch was last bumped. Zero at the start, so that a
+  // client that could not connect at all (outage 1) also bumps once Redis answers.
+  std::atomic<std::uint64_t> outages_covered{0};
+
+  bool EpochCovers(std::uint64_t outages) const {
+    return outages_covered.load(std::memory_order_acquire) == outages;
+  }
+
+  // After an outage this replica saw, INCR of the epoch, which is part of every key: every
+  // answer stored before the outage becomes unreachable on every replica at once, including
+  // those of namespaces whose invalidation a replica could not send and never will (it exited).
+  // False while Redis does not take the INCR: the caller bypasses the cache.
+  bool BumpEpoch() {
+    std::lock_guard lock(epoch_mu);
+    const std::uint64_t outages = redis->outages();
+    if (EpochCovers(outages)) return true;  // another lookup or the listener did it
+    Result<RedisReply> reply = redis->Command({"INCR", epoch_key});
+    if (!reply.ok() || reply->is_error()) return false;
+    outages_covered.store(outages, std::memory_order_release);
+    log::Get("cache")->info(
+        "cache epoch {} is now {} after a Redis outage: answers stored before it are no longer "
+        "served",
+        epoch_key, reply->integer);
+    return true;
+  }
 
   // INCR of every pending generation key that Redis now takes.
   void Replay() {
@@ -21,6 +53,12 @@ struct ResultCache::Pending {
       if (!redis->Command({"INCR", *it}).ok()) return;  // still down: keep the rest
       it = generation_keys.erase(it);
     }
+  }
+
+  // The recovery listener: the epoch first, so that no replica serves a pre-outage answer
+  // between this replica's return and its replay.
+  void Recover() {
+    if (BumpEpoch()) Replay();
   }
 
   bool Contains(std::string_view generation_key) {
@@ -45,37 +83,26 @@ ResultCache::ResultCache(ResultCacheOptions options)
       enabled_(options_.max_entries > 0 && options_.ttl > std::chrono::milliseconds(0)) {
   metrics::Registry& registry =
       options_.registry != nullptr ? *options_.registry : metrics::Registry::Default();
-  auto log = log::Get("cache");
-  if (auto family = registry.AddCounter("mann_cache_requests_total",
-                                        "Cache lookups, by cache and result (hit or miss).",
-                                        {"cache", "result"});
-      family.ok()) {
-    hits_ = &(*family)->WithLabels({options_.name, "hit"});
-    misses_ = &(*family)->WithLabels({options_.name, "miss"});
-  } else {
-    log->error("cache lookups will not be counted: {}", family.status().ToString());
-  }
-  auto counter = [&](const char* name, const char* help) -> metrics::Counter* {
-    auto family = registry.AddCounter(name, help, {"cache"});
-    if (!family.ok()) {
-      log->error("{} will not be counted: {}", name, family.status().ToString());
-      return nullptr;
-    }
-    return &(*family)->WithLabels({options_.name});
+  const internal::RequestCounters requests =
+      internal::RegisterRequestCounters(registry, options_.name);
+  hits_ = requests.hits;
+  misses_ = requests.misses;
+  auto counter = [&](std::string_view name, std::string_view help) {
+    return internal::RegisterCacheCounter(registry, name, help, options_.name);
   };
-  bypassed_ = counter("mann_cache_bypassed_total",
-                      "Cache lookups that skipped the shared cache because Redis was down.");
+  bypassed_ = counter(internal::kBypassedFamily, internal::kBypassedHelp);
   evictions_ = counter("mann_cache_evictions_total",
                        "In-process cache entries dropped to make room (least recently used).");
   invalidations_ = counter("mann_cache_invalidations_total",
                            "Namespace invalidations (a write made the cached answers stale).");
 
   if (options_.redis != nullptr) {
-    pending_ = std::make_shared<Pending>();
-    pending_->redis = options_.redis;
-    std::weak_ptr<Pending> weak = pending_;
+    shared_state_ = std::make_shared<SharedState>();
+    shared_state_->redis = options_.redis;
+    shared_state_->epoch_key = EpochKey();
+    std::weak_ptr<SharedState> weak = shared_state_;
     options_.redis->OnRecovery([weak] {
-      if (auto pending = weak.lock()) pending->Replay();
+      if (auto state = weak.lock()) state->Recover();
     });
   }
 }
@@ -88,6 +115,10 @@ std::string ResultCache::ScopeTag() const {
 
 std::string ResultCache::GenerationKey(std::string_view ns) const {
   return fmt::format("{}gen:{}:{}", options_.key_prefix, ScopeTag(), ns);
+}
+
+std::string ResultCache::EpochKey() const {
+  return fmt::format("{}epoch:{}", options_.key_prefix, ScopeTag());
 }
 
 ResultCache::Clock::time_point ResultCache::Now() const {
@@ -122,24 +153,42 @@ std::optional<std::string> ResultCache::Lookup(std::string_view ns, std::string_
     return std::nullopt;
   }
 
-  // Shared: an invalidation that did not reach Redis keeps its namespace out of the cache.
+  // Shared. After an outage of this replica's client, the epoch moves before anything is read:
+  // the client is up again before its recovery listener has run.
+  SharedState& state = *shared_state_;
+  const std::uint64_t outages = options_.redis->outages();
+  if (!state.EpochCovers(outages) && !state.BumpEpoch()) {
+    count(bypassed_);
+    return std::nullopt;
+  }
+  // An invalidation that did not reach Redis keeps its namespace out of the cache.
   const std::string generation_key = GenerationKey(ns);
-  if (!pending_->Empty()) pending_->Replay();
-  if (pending_->Contains(generation_key)) {
+  if (!state.Empty()) state.Replay();
+  if (state.Contains(generation_key)) {
     count(bypassed_);
     return std::nullopt;
   }
-  Result<RedisReply> generation = options_.redis->Command({"GET", generation_key});
-  if (!generation.ok() || generation->is_error()) {
+  // The generation and the epoch in one round trip, as a lookup took before there was an epoch.
+  Result<RedisReply> read = options_.redis->Command({"MGET", generation_key, state.epoch_key});
+  if (!read.ok() || read->type != RedisReply::Type::kArray || read->elements.size() != 2) {
     count(bypassed_);
     return std::nullopt;
   }
-  const std::string value_key = fmt::format(
-      "{}cache:{}:{}:{}", options_.key_prefix, options_.name, ScopeTag(),
-      text::Sha256Hex(fmt::format("{}\n{}\n{}", ns, generation->is_nil() ? "0" : generation->text,
-                                  request_key)));
+  auto number = [](const RedisReply& reply) -> std::string_view {
+    return reply.type == RedisReply::Type::kString ? std::string_view(reply.text) : "0";
+  };
+  const std::string value_key =
+      fmt::format("{}cache:{}:{}:{}", options_.key_prefix, options_.name, ScopeTag(),
+                  text::Sha256Hex(fmt::format("{}\n{}\n{}\n{}", ns, number(read->elements[0]),
+                                              number(read->elements[1]), request_key)));
   Result<RedisReply> value = options_.redis->Command({"GET", value_key});
   if (!value.ok() || value->is_error()) {
+    count(bypassed_);
+    return std::nullopt;
+  }
+  // An outage that began and ended since the check above may have let the MGET read the epoch
+  // before this replica's bump: neither serve nor store what it found.
+  if (options_.redis->outages() != outages) {
     count(bypassed_);
     return std::nullopt;
   }
@@ -191,13 +240,14 @@ void ResultCache::InvalidateNamespace(std::string_view ns) {
   }
   const std::string generation_key = GenerationKey(ns);
   Result<RedisReply> reply = options_.redis->Command({"INCR", generation_key});
-  // TODO(#6): a pending invalidation lives in this process only. Other replicas may serve the
-  // namespace's pre-outage answers between Redis's return and this replica's replay (at most
-  // one reconnection backoff, 5 s), and for up to cache.ttl if this process exits first. A
-  // generation bump by whichever replica first sees Redis back would close both gaps.
+  // Not sent: this replica saw an outage, so it bumps the epoch when Redis is back, before the
+  // replay. If it alone lost Redis (a partition) the others did not, and they invalidate for
+  // it: only replicas of one database share a scope, and each applies the others' writes from
+  // the database's change log (runtime::ReplicaFollower), invalidating the namespace in Redis
+  // as it does, whether or not this process lives to replay.
   if (!reply.ok() || reply->is_error()) {
-    std::lock_guard lock(pending_->mu);
-    pending_->generation_keys.insert(generation_key);
+    std::lock_guard lock(shared_state_->mu);
+    shared_state_->generation_keys.insert(generation_key);
   }
 }
 

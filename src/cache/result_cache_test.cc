@@ -1,5 +1,8 @@
 #include <chrono>
+#include <map>
 #include <memory>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -30,7 +33,7 @@ std::string LookupOrStore(ResultCache& cache, std::string_view ns, std::string_v
 
 // ---- In process ------------------------------------------------------------------------------
 
-class LocalCacheTest : public ::testing::Test {
+class LocalResultCacheTest : public ::testing::Test {
  protected:
   std::unique_ptr<ResultCache> Make(std::size_t entries, milliseconds ttl) {
     return std::make_unique<ResultCache>(ResultCacheOptions{
@@ -42,7 +45,7 @@ class LocalCacheTest : public ::testing::Test {
   Clock::time_point now_ = Clock::time_point() + std::chrono::hours(1);
 };
 
-TEST_F(LocalCacheTest, MissStoresThenHitsWithTheSameBytes) {
+TEST_F(LocalResultCacheTest, MissStoresThenHitsWithTheSameBytes) {
   auto cache = Make(10, std::chrono::seconds(60));
   const std::string answer = "[{\"memory_id\":\"x\",\"similarity\":0.1234567890123}]";
   EXPECT_EQ(LookupOrStore(*cache, "alice", "q=tea", answer), "");
@@ -53,7 +56,7 @@ TEST_F(LocalCacheTest, MissStoresThenHitsWithTheSameBytes) {
   EXPECT_TRUE(Rendered(registry_, "mann_cache_requests_total{cache=\"search\",result=\"miss\"} 3"));
 }
 
-TEST_F(LocalCacheTest, EntriesExpireAfterTheTtl) {
+TEST_F(LocalResultCacheTest, EntriesExpireAfterTheTtl) {
   auto cache = Make(10, milliseconds(1000));
   LookupOrStore(*cache, "alice", "q", "a");
   now_ += milliseconds(999);
@@ -63,7 +66,7 @@ TEST_F(LocalCacheTest, EntriesExpireAfterTheTtl) {
   EXPECT_EQ(LookupOrStore(*cache, "alice", "q", "c"), "b");
 }
 
-TEST_F(LocalCacheTest, TheLeastRecentlyUsedEntryMakesRoom) {
+TEST_F(LocalResultCacheTest, TheLeastRecentlyUsedEntryMakesRoom) {
   auto cache = Make(2, std::chrono::seconds(60));
   LookupOrStore(*cache, "ns", "a", "A");
   LookupOrStore(*cache, "ns", "b", "B");
@@ -76,7 +79,7 @@ TEST_F(LocalCacheTest, TheLeastRecentlyUsedEntryMakesRoom) {
   EXPECT_TRUE(Rendered(registry_, "mann_cache_evictions_total{cache=\"search\"} 2"));
 }
 
-TEST_F(LocalCacheTest, InvalidationDropsOnlyThatNamespace) {
+TEST_F(LocalResultCacheTest, InvalidationDropsOnlyThatNamespace) {
   auto cache = Make(10, std::chrono::seconds(60));
   LookupOrStore(*cache, "alice", "q", "a");
   LookupOrStore(*cache, "bob", "q", "b");
@@ -87,7 +90,7 @@ TEST_F(LocalCacheTest, InvalidationDropsOnlyThatNamespace) {
   EXPECT_TRUE(Rendered(registry_, "mann_cache_invalidations_total{cache=\"search\"} 1"));
 }
 
-TEST_F(LocalCacheTest, AnAnswerComputedAcrossAWriteIsNeverServed) {
+TEST_F(LocalResultCacheTest, AnAnswerComputedAcrossAWriteIsNeverServed) {
   auto cache = Make(10, std::chrono::seconds(60));
   ResultCache::Ticket ticket;
   ASSERT_FALSE(cache->Lookup("alice", "q", ticket));
@@ -97,7 +100,7 @@ TEST_F(LocalCacheTest, AnAnswerComputedAcrossAWriteIsNeverServed) {
   EXPECT_EQ(LookupOrStore(*cache, "alice", "q", "-"), "fresh");
 }
 
-TEST_F(LocalCacheTest, ZeroSizeOrTtlTurnsItOff) {
+TEST_F(LocalResultCacheTest, ZeroSizeOrTtlTurnsItOff) {
   for (auto [entries, ttl] : {std::pair{std::size_t{0}, milliseconds(1000)},
                               std::pair{std::size_t{10}, milliseconds(0)}}) {
     auto cache = Make(entries, ttl);
@@ -109,7 +112,7 @@ TEST_F(LocalCacheTest, ZeroSizeOrTtlTurnsItOff) {
 
 // ---- Shared, in a real Redis -----------------------------------------------------------------
 
-class SharedCacheTest : public ::testing::Test {
+class SharedResultCacheTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(redis_.Start()) << redis_.error(); }
 
@@ -143,7 +146,7 @@ class SharedCacheTest : public ::testing::Test {
   metrics::Registry registry_;
 };
 
-TEST_F(SharedCacheTest, OneReplicasAnswerIsAnothersHitByteForByte) {
+TEST_F(SharedResultCacheTest, OneReplicasAnswerIsAnothersHitByteForByte) {
   auto a = Replica(Client());
   auto b = Replica(Client());
   ASSERT_TRUE(a->shared());
@@ -155,7 +158,7 @@ TEST_F(SharedCacheTest, OneReplicasAnswerIsAnothersHitByteForByte) {
   EXPECT_TRUE(Rendered(registry_, "mann_cache_requests_total{cache=\"search\",result=\"hit\"} 2"));
 }
 
-TEST_F(SharedCacheTest, AWriteOnOneReplicaInvalidatesTheOthers) {
+TEST_F(SharedResultCacheTest, AWriteOnOneReplicaInvalidatesTheOthers) {
   auto a = Replica(Client());
   auto b = Replica(Client());
   LookupOrStore(*a, "alice", "q", "before");
@@ -173,7 +176,7 @@ TEST_F(SharedCacheTest, AWriteOnOneReplicaInvalidatesTheOthers) {
   EXPECT_EQ(LookupOrStore(*b, "carol", "q", "fresh"), "");
 }
 
-TEST_F(SharedCacheTest, ValuesExpireInRedisAfterTheTtl) {
+TEST_F(SharedResultCacheTest, ValuesExpireInRedisAfterTheTtl) {
   auto a = Replica(Client(), milliseconds(150));
   auto b = Replica(Client(), milliseconds(150));
   LookupOrStore(*a, "alice", "q", "short-lived");
@@ -182,7 +185,7 @@ TEST_F(SharedCacheTest, ValuesExpireInRedisAfterTheTtl) {
   EXPECT_EQ(LookupOrStore(*b, "alice", "q", "renewed"), "");
 }
 
-TEST_F(SharedCacheTest, ScopesKeepDifferentDatabasesApart) {
+TEST_F(SharedResultCacheTest, ScopesKeepDifferentDatabasesApart) {
   auto client = Client();
   auto a = Replica(client, std::chrono::seconds(60), "sqlite:host-a:/data/mann.db");
   auto b = Replica(client, std::chrono::seconds(60), "sqlite:host-b:/data/mann.db");
@@ -191,7 +194,7 @@ TEST_F(SharedCacheTest, ScopesKeepDifferentDatabasesApart) {
   EXPECT_EQ(LookupOrStore(*a, "alice", "q", "-"), "from a");
 }
 
-TEST_F(SharedCacheTest, RedisDownBypassesAndReplaysInvalidationsWhenBack) {
+TEST_F(SharedResultCacheTest, RedisDownBypassesAndReplaysInvalidationsWhenBack) {
   auto client = Client();
   auto a = Replica(client);
   LookupOrStore(*a, "alice", "q", "cached");
@@ -220,6 +223,140 @@ TEST_F(SharedCacheTest, RedisDownBypassesAndReplaysInvalidationsWhenBack) {
   EXPECT_EQ(generation, "1");
   EXPECT_EQ(LookupOrStore(*a, "alice", "q", "again"), "");
   EXPECT_EQ(LookupOrStore(*a, "alice", "q", "-"), "again");
+}
+
+// Calls of each command Redis ran since the latest CONFIG RESETSTAT, from INFO commandstats
+// ("cmdstat_get:calls=3,usec=..."), without the INFO and CONFIG of the counting itself.
+std::map<std::string, long> CommandCalls(RedisClient& client) {
+  std::map<std::string, long> calls;
+  Result<RedisReply> info = client.Command({"INFO", "commandstats"});
+  if (!info.ok()) return calls;
+  std::istringstream lines(info->text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const std::string prefix = "cmdstat_";
+    const std::size_t colon = line.find(':');
+    const std::size_t calls_at = line.find("calls=");
+    if (line.rfind(prefix, 0) != 0 || colon == std::string::npos || calls_at == std::string::npos)
+      continue;
+    const std::string name = line.substr(prefix.size(), colon - prefix.size());
+    if (name == "info" || name.rfind("config", 0) == 0) continue;  // "config|resetstat"
+    calls[name] = std::stol(line.substr(calls_at + 6));
+  }
+  return calls;
+}
+
+std::string Text(RedisClient& client, std::string_view key) {
+  Result<RedisReply> reply = client.Command({"GET", key});
+  return reply.ok() && reply->type == RedisReply::Type::kString ? reply->text : "";
+}
+
+// Takes a replica's client down the way serving does: a lookup that finds Redis gone.
+void SeeTheOutage(ResultCache& replica, const RedisClient& client) {
+  ResultCache::Ticket ticket;
+  EXPECT_FALSE(replica.Lookup("anyone", "q", ticket));
+  EXPECT_FALSE(ticket.storable);
+  EXPECT_FALSE(client.up());
+}
+
+TEST_F(SharedResultCacheTest, ALookupIsStillOneMgetAndOneGet) {
+  auto client = Client();
+  auto a = Replica(client);
+  ASSERT_TRUE(client->Command({"CONFIG", "RESETSTAT"}).ok());
+  EXPECT_EQ(LookupOrStore(*a, "alice", "q", "answer"), "");   // MGET, GET, SET
+  EXPECT_EQ(LookupOrStore(*a, "alice", "q", "-"), "answer");  // MGET, GET
+  EXPECT_EQ(LookupOrStore(*a, "bob", "q", "b"), "");          // MGET, GET, SET
+  const std::map<std::string, long> expected = {{"mget", 3}, {"get", 3}, {"set", 2}};
+  EXPECT_EQ(CommandCalls(*client), expected);
+}
+
+// The outage of the brief: both replicas cached answers, A writes while Redis is unreachable
+// and exits before Redis is back; Redis returns with its data (a partition, or a restart with
+// persistence); B, back first and alone, must not serve anything stored before the outage.
+TEST_F(SharedResultCacheTest, AfterAnOutageNoReplicaServesAPreOutageAnswerEvenIfTheWriterIsGone) {
+  auto client_a = Client();
+  auto client_b = Client();
+  auto a = Replica(client_a);
+  auto b = Replica(client_b);
+  EXPECT_EQ(LookupOrStore(*a, "alice", "q", "alice before"), "");
+  EXPECT_EQ(LookupOrStore(*b, "bob", "q", "bob before"), "");
+  EXPECT_EQ(LookupOrStore(*b, "alice", "q", "-"), "alice before");
+  EXPECT_EQ(LookupOrStore(*a, "bob", "q", "-"), "bob before");
+  ResultCache::Ticket old_ticket;  // B starts a search before the outage, stores after it
+  ASSERT_FALSE(b->Lookup("carol", "q", old_ticket));
+  ASSERT_TRUE(old_ticket.storable);
+
+  // Keep the answers across the restart, so that they would still be found by their old keys.
+  ASSERT_TRUE(client_a->Command({"SAVE"}).ok());
+  redis_.Stop();
+  SeeTheOutage(*b, *client_b);
+  SeeTheOutage(*a, *client_a);
+  a->InvalidateNamespace("alice");  // pending in A only
+  a.reset();                        // A exits with it
+  client_a.reset();
+
+  ASSERT_TRUE(redis_.Start()) << redis_.error();
+  auto probe = Client();
+  Result<RedisReply> keys = probe->Command({"KEYS", "mann:cache:*"});
+  ASSERT_TRUE(keys.ok());
+  EXPECT_EQ(keys->elements.size(), 2u) << "the pre-outage answers are still in Redis";
+  EXPECT_EQ(Text(*probe, "mann:gen:shared:alice"), "") << "A's invalidation never arrived";
+
+  // No waiting for B's recovery listener: a lookup the moment the client is up must not hit.
+  ASSERT_TRUE(WaitUp(*client_b));
+  EXPECT_EQ(LookupOrStore(*b, "alice", "q", "alice after"), "");
+  EXPECT_EQ(LookupOrStore(*b, "bob", "q", "bob after"), "");
+  b->Store(old_ticket, "carol from before the outage");
+  EXPECT_EQ(LookupOrStore(*b, "carol", "q", "carol after"), "") << "the stale ticket stored";
+  EXPECT_EQ(Text(*probe, "mann:epoch:shared"), "1") << "one bump per outage and replica";
+
+  // The cache works again, for B and for a replica that saw no outage at all.
+  auto c = Replica(Client());
+  EXPECT_EQ(LookupOrStore(*c, "alice", "q", "-"), "alice after");
+  EXPECT_EQ(LookupOrStore(*c, "bob", "q", "-"), "bob after");
+  EXPECT_EQ(LookupOrStore(*b, "carol", "q", "-"), "carol after");
+  EXPECT_EQ(Text(*probe, "mann:epoch:shared"), "1");
+}
+
+// The recovery listener bumps the epoch without waiting for a lookup, so a replica that saw no
+// outage stops serving pre-outage answers as soon as one that saw it is back.
+TEST_F(SharedResultCacheTest, TheRecoveryListenerBumpsTheEpochForEveryReplica) {
+  auto client_a = Client();
+  auto a = Replica(client_a);
+  EXPECT_EQ(LookupOrStore(*a, "alice", "q", "before"), "");
+  ASSERT_TRUE(client_a->Command({"SAVE"}).ok());
+  redis_.Stop();
+  SeeTheOutage(*a, *client_a);
+  ASSERT_TRUE(redis_.Start()) << redis_.error();
+  auto probe = Client();
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (Text(*probe, "mann:epoch:shared") != "1" && Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_EQ(Text(*probe, "mann:epoch:shared"), "1");
+  auto b = Replica(Client());  // never saw the outage
+  EXPECT_EQ(LookupOrStore(*b, "alice", "q", "after"), "");
+  EXPECT_EQ(LookupOrStore(*a, "alice", "q", "-"), "after");
+}
+
+// A process whose Redis is unreachable from the start (it may be the writer of an outage,
+// restarted) also bumps once Redis answers; one that started with Redis up does not.
+TEST_F(SharedResultCacheTest, AReplicaThatStartedWithoutRedisBumpsTheEpochWhenItIsBack) {
+  auto probe = Client();
+  auto up_from_start = Replica(Client());
+  EXPECT_EQ(LookupOrStore(*up_from_start, "alice", "q", "a"), "");
+  EXPECT_EQ(Text(*probe, "mann:epoch:shared"), "");
+
+  redis_.Stop();
+  auto late_client = Client();
+  ASSERT_FALSE(late_client->up());
+  auto late = Replica(late_client);
+  ASSERT_TRUE(redis_.Start()) << redis_.error();
+  ASSERT_TRUE(WaitUp(*late_client));
+  EXPECT_EQ(LookupOrStore(*late, "alice", "q", "b"), "");
+  EXPECT_EQ(Text(*probe, "mann:epoch:shared"), "1");
+  EXPECT_EQ(LookupOrStore(*late, "alice", "q", "-"), "b");
+  EXPECT_EQ(Text(*probe, "mann:epoch:shared"), "1");
 }
 
 }  // namespace

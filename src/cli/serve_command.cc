@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <mann/api/api.h>
+#include <mann/cache/embedding_cache.h>
 #include <mann/cache/redis.h>
 #include <mann/cache/result_cache.h>
 #include <mann/core/log.h>
@@ -183,9 +184,23 @@ Status InstallSecurity(const config::Config& config, server::Router& router,
 // What `mann serve` runs beside the HTTP server: the pager and the monitor when configured, and
 // the health checks /health?detail=1 answers with. Declared before the server in RunServe, so
 // that it outlives the router whose recording middleware writes into the monitor's window.
+// Takes the shared embedding tier off the router when serving ends: the runtime (and its router)
+// outlives the server, the Redis client should not.
+struct SharedEmbeddings {
+  encode::Router* router = nullptr;  // set while the router uses the tier
+  SharedEmbeddings() = default;
+  SharedEmbeddings(const SharedEmbeddings&) = delete;
+  SharedEmbeddings& operator=(const SharedEmbeddings&) = delete;
+  ~SharedEmbeddings() {
+    if (router != nullptr) router->SetSharedCache(nullptr);
+  }
+};
+
 struct Operations {
   // The shared Redis (redis.url), or nullptr; first, so that it outlives everything using it.
   std::shared_ptr<cache::RedisClient> redis;
+  // Embeddings shared through that Redis (cache.enabled), behind the router's own cache.
+  SharedEmbeddings shared_embeddings;
   // POST /search answers (cache.enabled), or nullptr.
   std::unique_ptr<cache::ResultCache> search_cache;
   std::unique_ptr<pager::Pager> pager;
@@ -208,7 +223,7 @@ std::string CacheScope(runtime::Runtime& rt) {
 }
 
 // Connects to Redis (redis.url) and builds the search cache (cache.enabled): in Redis when
-// there is one, else in process.
+// there is one, else in process. With Redis, embeddings are shared through it too.
 Status BuildCache(runtime::Runtime& rt, Operations& ops) {
   const config::Config& config = rt.config();
   auto log = log::Get("serve");
@@ -229,6 +244,18 @@ Status BuildCache(runtime::Runtime& rt, Operations& ops) {
                                   .key_prefix = config.redis.key_prefix,
                                   .scope = CacheScope(rt),
                                   .name = "search"});
+  }
+  // Embeddings are content-addressed, so every replica sharing the Redis may share them,
+  // whatever database it reads (no scope).
+  if (config.cache.enabled && ops.redis != nullptr && config.cache.ttl.count() > 0) {
+    MANN_ASSIGN_OR_RETURN(
+        auto shared,
+        cache::RedisEmbeddingCache::Create(
+            {.redis = ops.redis, .ttl = config.cache.ttl, .key_prefix = config.redis.key_prefix}));
+    rt.mutable_router().SetSharedCache(std::move(shared));
+    ops.shared_embeddings.router = &rt.mutable_router();
+    log->info("embeddings: shared in redis under \"{}emb:\" for {} s", config.redis.key_prefix,
+              config.cache.ttl.count());
   }
   return {};
 }
@@ -292,9 +319,11 @@ int RunServe(CommandEnv& env) {
           cache->InvalidateNamespace(ns);
           return;
         }
-        // TODO(#6): a namespace that the reload found emptied is no longer listed, so answers
-        // cached for it live until cache.ttl.
-        for (const NamespaceStats& s : bank.Stats().namespaces) cache->InvalidateNamespace(s.ns);
+        // Every namespace held now may have changed, and one the reload found gone is no
+        // longer listed although answers for it may still be cached.
+        std::vector<std::string> changed = bank.TakeNamespacesDroppedByReload();
+        for (const NamespaceStats& s : bank.Stats().namespaces) changed.push_back(s.ns);
+        for (const std::string& name : changed) cache->InvalidateNamespace(name);
       });
 
   const server::ServerOptions options =

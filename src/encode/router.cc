@@ -130,38 +130,88 @@ Result<Vector> Router::Embed(const Lane& lane, std::string_view text) const {
   return std::move(out.front());
 }
 
+void Router::SetSharedCache(std::shared_ptr<SharedEmbeddingCache> shared) {
+  std::lock_guard lock(shared_mu_);
+  shared_ = std::move(shared);
+}
+
+std::shared_ptr<SharedEmbeddingCache> Router::shared_cache() const {
+  std::lock_guard lock(shared_mu_);
+  return shared_;
+}
+
+void Router::FillFromShared(SharedEmbeddingCache& shared, const Encoder& encoder,
+                            const std::vector<std::string>& keys, std::vector<std::string>& inputs,
+                            std::vector<std::size_t>& slots, std::vector<Vector>* out) const {
+  std::vector<std::string> wanted;
+  wanted.reserve(slots.size());
+  for (const std::size_t slot : slots) wanted.push_back(keys[slot]);
+  std::vector<Vector> found;
+  shared.GetMany(wanted, encoder.Dimension(), &found);
+
+  // Keep, in order, only the texts the tier did not have. The tier promises the dimension; it
+  // is checked again because a wrong-length vector would corrupt an index.
+  std::size_t kept = 0;
+  for (std::size_t j = 0; j < slots.size(); ++j) {
+    if (j < found.size() && found[j].size() == encoder.Dimension()) {
+      if (cache_) cache_->Put(keys[slots[j]], found[j]);
+      (*out)[slots[j]] = std::move(found[j]);
+      continue;
+    }
+    inputs[kept] = std::move(inputs[j]);
+    slots[kept] = slots[j];
+    ++kept;
+  }
+  inputs.resize(kept);
+  slots.resize(kept);
+}
+
 Status Router::EmbedBatch(const Lane& lane, std::span<const std::string> texts,
                           std::vector<Vector>* out) const {
   const Encoder& encoder = *spaces_.at(lane.space);
+  const std::shared_ptr<SharedEmbeddingCache> shared = shared_cache();
+  const bool keyed = cache_ != nullptr || shared != nullptr;
   out->assign(texts.size(), Vector{});
+
+  // The in-process cache first: a hit costs a hash and a copy.
   std::vector<std::string> keys(texts.size());
-  std::vector<std::string> inputs;  // the texts the cache did not have
+  std::vector<std::string> inputs;  // the texts no cache had
   std::vector<std::size_t> slots;   // ... and where their vectors go
   for (std::size_t i = 0; i < texts.size(); ++i) {
     std::string input = InputFor(lane, texts[i]);
-    if (cache_) {
-      keys[i] = CacheKey(lane, input);
-      if (cache_->Get(keys[i], &(*out)[i])) continue;
-    }
+    if (keyed) keys[i] = CacheKey(lane, input);
+    if (cache_ && cache_->Get(keys[i], &(*out)[i])) continue;
     inputs.push_back(std::move(input));
     slots.push_back(i);
   }
+
+  // Then the shared tier, asked once for every local miss of the batch.
+  if (shared && !inputs.empty()) FillFromShared(*shared, encoder, keys, inputs, slots, out);
   if (inputs.empty()) return Status::Ok();
 
+  // Then the encoder, for what neither tier had.
   std::vector<Vector> fresh;
   MANN_RETURN_IF_ERROR(encoder.EncodeBatch(inputs, &fresh));
   if (fresh.size() != inputs.size()) {
     return InternalError(fmt::format("encoder {} returned {} vectors for {} texts", encoder.Id(),
                                      fresh.size(), inputs.size()));
   }
-  for (std::size_t j = 0; j < fresh.size(); ++j) {
-    if (fresh[j].size() != encoder.Dimension()) {
+  for (const Vector& v : fresh) {
+    if (v.size() != encoder.Dimension()) {
       return InternalError(fmt::format("encoder {} returned {} dimensions, expected {}",
-                                       encoder.Id(), fresh[j].size(), encoder.Dimension()));
+                                       encoder.Id(), v.size(), encoder.Dimension()));
     }
-    if (cache_) cache_->Put(keys[slots[j]], fresh[j]);
-    (*out)[slots[j]] = std::move(fresh[j]);
   }
+  if (keyed) {
+    std::vector<std::string> fresh_keys;
+    fresh_keys.reserve(slots.size());
+    for (const std::size_t slot : slots) fresh_keys.push_back(keys[slot]);
+    if (cache_) {
+      for (std::size_t j = 0; j < fresh.size(); ++j) cache_->Put(fresh_keys[j], fresh[j]);
+    }
+    if (shared) shared->PutMany(fresh_keys, fresh);
+  }
+  for (std::size_t j = 0; j < fresh.size(); ++j) (*out)[slots[j]] = std::move(fresh[j]);
   return Status::Ok();
 }
 

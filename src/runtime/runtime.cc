@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <mann/cache/embedding_cache.h>
 #include <mann/core/log.h>
 #include <mann/encode/remote_encoder.h>
 #include <mann/encode/use_lite_encoder.h>
@@ -227,18 +228,11 @@ Status Runtime::RegisterMetrics() {
           }));
   metrics_.push_back(std::move(fallback));
   if (router_->cache() != nullptr) {
-    const encode::EmbeddingCache* cache = router_->cache();
-    MANN_ASSIGN_OR_RETURN(auto hits, registry.AddCounterCallback(
-                                         "mann_embedding_cache_hits_total",
-                                         "Embeddings served from the in-memory cache.",
-                                         [cache] { return static_cast<double>(cache->hits()); }));
-    metrics_.push_back(std::move(hits));
-    MANN_ASSIGN_OR_RETURN(
-        auto misses,
-        registry.AddCounterCallback("mann_embedding_cache_misses_total",
-                                    "Embeddings the cache did not hold, computed by an encoder.",
-                                    [cache] { return static_cast<double>(cache->misses()); }));
-    metrics_.push_back(std::move(misses));
+    // mann_cache_requests_total{cache="embedding"}, beside the search cache's and the shared
+    // embedding tier's series (cache="embedding_shared", mann serve with Redis).
+    MANN_ASSIGN_OR_RETURN(auto local,
+                          cache::RegisterLocalEmbeddingMetrics(*router_->cache(), registry));
+    metrics_.push_back(std::move(local));
   }
   return Status::Ok();
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Drives two real `mann serve` replicas sharing one real redis-server (each with a SQLite
 database of its own): search answers cached and counted in /metrics, a write invalidating them,
-one rate limit spent by both replicas together, and the degraded mode: with Redis stopped both
-keep serving, /health?detail=1 says degraded, /ready stays 200 and mann_redis_up is 0; with
-Redis started again on the same port they recover by themselves.
+embeddings one replica computed served to the other from Redis (and none written with caching
+disabled), one rate limit spent by both replicas together, and the degraded mode: with Redis
+stopped both keep serving, /health?detail=1 says degraded, /ready stays 200 and mann_redis_up
+is 0; with Redis started again on the same port they recover by themselves.
 
 Usage: redis_test.py --mann PATH/TO/mann
 Exit status 0 when every check passed; otherwise the failed checks are listed.
@@ -94,6 +95,14 @@ def redis_check(srv):
 
 HITS = 'mann_cache_requests_total{cache="search",result="hit"}'
 MISSES = 'mann_cache_requests_total{cache="search",result="miss"}'
+SHARED_EMBEDDING_HITS = 'mann_cache_requests_total{cache="embedding_shared",result="hit"}'
+
+
+def redis_keys(redis, pattern):
+    """The keys of `redis` matching `pattern`, through redis-cli (redis-tools)."""
+    out = subprocess.run(["redis-cli", "-p", str(redis.port), "--scan", "--pattern", pattern],
+                         capture_output=True, text=True, timeout=TIMEOUT, check=True).stdout
+    return out.split()
 
 
 def test_cache(a):
@@ -116,6 +125,41 @@ def test_cache(a):
           f"misses {metric(a, MISSES)}")
     check(b"coffee" in third[1] or third[1] != first[1],
           "the search after the write sees the new memory", repr(third[1][:300]))
+
+
+def test_shared_embeddings(mann, root, redis, a, b):
+    # B stores what A stored and searches what A searched: both texts are in Redis already.
+    memory = {"user_id": "alice", "content": "Alice keeps her tea in a blue tin"}
+    query = {"user_id": "alice", "query": "where is the tea kept", "top_k": 3}
+    check(a.request("POST", "/memories", memory)[0] == 200, "A adds a memory")
+    check(post_raw(a, "/search", query)[0] == 200, "A searches")
+    before = metric(b, SHARED_EMBEDDING_HITS) or 0
+    check(b.request("POST", "/memories", memory)[0] == 200, "B adds the same memory")
+    after_write = metric(b, SHARED_EMBEDDING_HITS) or 0
+    check(after_write > before, "B's write took A's embedding from Redis",
+          f"{before} -> {after_write}")
+    check(post_raw(b, "/search", query)[0] == 200, "B searches what A searched")
+    after_search = metric(b, SHARED_EMBEDDING_HITS) or 0
+    check(after_search > after_write, "B's search took A's query embedding from Redis",
+          f"{after_write} -> {after_search}")
+    check(len(redis_keys(redis, "mann:emb:*")) >= 2, "embeddings live under mann:emb:",
+          str(redis_keys(redis, "mann:emb:*")))
+
+    # cache.enabled=false: a replica on the same Redis writes no embedding there.
+    off = harness.Server(mann, root, os.path.join(root, "data-off"),
+                         "--set", f"redis.url={redis.url()}", "--set", "redis.key_prefix=off:",
+                         "--set", "cache.enabled=false")
+    try:
+        check(off.request("POST", "/memories", {"user_id": "bob", "content": "Bob rows"})[0]
+              == 200, "the replica without caching adds a memory")
+        check(post_raw(off, "/search", {"user_id": "bob", "query": "rowing"})[0] == 200,
+              "... and searches")
+        check(redis_keys(redis, "off:emb:*") == [], "with caching disabled nothing is written",
+              str(redis_keys(redis, "off:emb:*")))
+        check(metric(off, SHARED_EMBEDDING_HITS) is None,
+              "... and no shared embedding lookup is counted")
+    finally:
+        off.stop()
 
 
 def test_shared_rate_limit(a, b):
@@ -198,6 +242,8 @@ def main():
                                               *common))
             a, b = servers
             checks.scenario("cache", test_cache, a)
+            checks.scenario("shared embeddings", test_shared_embeddings, args.mann, root, redis,
+                            a, b)
             checks.scenario("shared rate limit", test_shared_rate_limit, a, b)
             checks.scenario("redis down", test_redis_down, redis, a, b)
             checks.scenario("redis back", test_redis_back, redis, a, b)

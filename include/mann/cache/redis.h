@@ -114,6 +114,9 @@ class RedisClient {
   // How long the client has been down; zero while up.
   std::chrono::milliseconds down_for() const;
   std::uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
+  // How many times the client has gone down, a failed first connection included. A caller that
+  // remembers the figure can tell that an outage began since, without waiting for its listener.
+  std::uint64_t outages() const { return epoch_.load(std::memory_order_acquire); }
 
   // Runs `listener` (on the reconnection thread) each time Redis becomes reachable again after
   // being down: a cache replays the invalidations it could not deliver. Listeners must not

@@ -23,11 +23,22 @@
 // under the generation read before it, where no later lookup looks. So a hit is exactly the bytes
 // a miss stored for the same namespace, scope, generation and request key.
 //
+// In Redis every key also embeds the cache-wide epoch, <prefix>epoch:<scope tag>, read with the
+// generation in one MGET (a lookup is an MGET and a GET, two round trips as without the epoch).
+//
 // Degraded mode: while Redis is down the shared tier is bypassed (a lookup misses and nothing is
 // stored; counted in mann_cache_bypassed_total), rather than falling back to an in-process copy
 // that another replica's writes could not invalidate. An invalidation that cannot reach Redis is
 // remembered and replayed when Redis is back (RedisClient::OnRecovery, and before each lookup);
-// until then the namespace is not served from the cache.
+// until then the namespace is not served from the cache. Before that replay, and before its
+// first lookup after any outage its client saw (a failed first connection included), a replica
+// INCRs the epoch: every answer stored before the outage is then unreachable on every replica
+// at once, whichever replica is back first and whether or not the one that wrote during the
+// outage is still alive. A lookup that raced an outage is neither served nor storable, and a
+// ticket taken before the outage stores under the old epoch, where no lookup looks. The cost
+// is a cold cache after each outage. A replica cut off from Redis alone (the others reach it
+// and see no outage) is covered by the others: replicas sharing a scope share a database, and
+// each invalidates a namespace when it applies another's write from the change log.
 //
 // Metrics (options.registry, else metrics::Registry::Default()), `cache` being options.name:
 //   mann_cache_requests_total{cache,result}  lookups, result "hit" or "miss"
@@ -108,14 +119,17 @@ class ResultCache {
     Clock::time_point expires;
   };
 
-  // What the recovery listener needs; it holds this weakly, as the client may outlive us.
-  struct Pending;
+  // The shared tier's state that the recovery listener needs (the epoch, the pending
+  // invalidations); the listener holds it weakly, as the client may outlive us.
+  struct SharedState;
 
   Clock::time_point Now() const;
   // "shared" for the empty scope, else a digest of it.
   std::string ScopeTag() const;
   // <prefix>gen:<scope tag>:<ns>, the namespace's generation counter in Redis.
   std::string GenerationKey(std::string_view ns) const;
+  // <prefix>epoch:<scope tag>, bumped by each replica whose client recovers from an outage.
+  std::string EpochKey() const;
 
   const ResultCacheOptions options_;
   const bool enabled_;
@@ -131,8 +145,8 @@ class ResultCache {
   std::list<LocalEntry> order_;
   std::unordered_map<std::string, std::list<LocalEntry>::iterator> index_;
   std::unordered_map<std::string, std::uint64_t> local_generations_;
-  // Shared tier: namespaces whose invalidation has not reached Redis yet.
-  std::shared_ptr<Pending> pending_;
+  // Shared tier: the epoch's bookkeeping and the invalidations that have not reached Redis.
+  std::shared_ptr<SharedState> shared_state_;
 };
 
 }  // namespace mann::cache

@@ -12,10 +12,16 @@
 // each vector, and a vector whose provenance is no longer what its text would get is re-made.
 //
 // Embeddings are cached by the SHA-256 of (provenance, input text), in an LRU of bounded size,
-// so a repeated query or a re-sent memory costs one hash instead of a forward pass.
+// so a repeated query or a re-sent memory costs one hash instead of a forward pass. Behind it,
+// SetSharedCache adds a tier shared by replicas (SharedEmbeddingCache; Redis in `mann serve`).
+// An embed looks in the in-process LRU, then asks the shared tier for all its misses at once,
+// then encodes what neither had; a vector found in the shared tier fills the LRU, and a vector
+// computed goes to both. The key is a content digest, so the same key always means the same
+// vector: neither tier is ever invalidated, which is why an in-process copy in front of the
+// shared one is safe here (unlike for search answers, see cache::ResultCache).
 //
-// Thread-safety: immutable after construction except the cache, which has its own lock; every
-// member is safe to call concurrently. The encoders and glosser must outlive the Router.
+// Thread-safety: immutable after construction except the caches, which have their own locks;
+// every member is safe to call concurrently. The encoders and glosser must outlive the Router.
 #pragma once
 
 #include <cstddef>
@@ -31,6 +37,7 @@
 
 #include <mann/core/status.h>
 #include <mann/encode/encoder.h>
+#include <mann/encode/shared_cache.h>
 #include <mann/text/analyzer.h>
 #include <mann/text/gloss.h>
 
@@ -98,11 +105,22 @@ class Router {
   // e.g. "use-lite-v1-d512 (en; vi via gloss) + hashed-v1-d256-c34 (other)".
   std::string Describe() const;
 
+  // The in-process cache, or nullptr when it is off (cache_size 0).
   const EmbeddingCache* cache() const { return cache_.get(); }
+
+  // Puts `shared` behind the in-process cache; nullptr takes the tier away. Safe while other
+  // threads embed: each embed uses the tier that was set when it started.
+  void SetSharedCache(std::shared_ptr<SharedEmbeddingCache> shared);
+  std::shared_ptr<SharedEmbeddingCache> shared_cache() const;
 
  private:
   Router() = default;
   std::string CacheKey(const Lane& lane, std::string_view input) const;
+  // Moves the vectors the shared tier holds for texts[slots[j]] into `out` (and the in-process
+  // cache), and drops those texts from `inputs` and `slots`, leaving what must be encoded.
+  void FillFromShared(SharedEmbeddingCache& shared, const Encoder& encoder,
+                      const std::vector<std::string>& keys, std::vector<std::string>& inputs,
+                      std::vector<std::size_t>& slots, std::vector<Vector>* out) const;
 
   std::vector<const Encoder*> spaces_;
   std::vector<std::unique_ptr<Lane>> lanes_;  // stable addresses
@@ -111,6 +129,8 @@ class Router {
   const Lane* other_ = nullptr;
   std::vector<const Lane*> query_english_, query_vietnamese_, query_other_;
   std::unique_ptr<EmbeddingCache> cache_;  // null when caching is off
+  mutable std::mutex shared_mu_;
+  std::shared_ptr<SharedEmbeddingCache> shared_;  // guarded by shared_mu_; null: no shared tier
 };
 
 }  // namespace mann::encode

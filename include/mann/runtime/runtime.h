@@ -102,6 +102,9 @@ class Runtime {
   store::Store& store() { return *store_; }
   const text::Analyzer& analyzer() const { return *analyzer_; }
   const encode::Router& router() const { return *router_; }
+  // For a face that adds to the router after Open: `mann serve` puts the shared embedding tier
+  // (Redis) behind its cache.
+  encode::Router& mutable_router() { return *router_; }
   const EncoderStatus& encoder_status() const { return encoder_status_; }
   MemoryBank& bank() { return *bank_; }
   // Follows the other replicas' writes; nullptr unless the store is shared (PostgreSQL).
