@@ -617,6 +617,96 @@ void Products::RunRowSparse(const Dense& layer, const float* a, std::size_t lda,
 }
 
 // ---------------------------------------------------------------------------------------------
+// Simulated reduced precision (UseLitePrecisionSimulation), for measurement only. The default
+// pass selects no product, so none of this runs and its vectors are unchanged.
+
+using Simulation = UseLitePrecisionSimulation;
+
+bool Rounds(const Simulation& simulation, std::uint32_t product) {
+  return (simulation.products & product) != 0;
+}
+
+// Rounds the row-major k x n matrix `w` in place as simulation.weights asks.
+void RoundWeights(const Simulation& simulation, int k, int n, float* w) {
+  if (simulation.weights == Simulation::Weights::kBfloat16) {
+    for (std::size_t i = 0; i < Size(k, n); ++i) {
+      std::uint32_t bits;
+      std::memcpy(&bits, &w[i], sizeof(bits));
+      bits = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;  // the model has no NaN
+      std::memcpy(&w[i], &bits, sizeof(bits));
+    }
+  } else if (simulation.weights == Simulation::Weights::kInt) {
+    // Symmetric, one scale per output column (or per group of rows of it), as an int8 kernel
+    // would dequantize its sums.
+    const float levels = static_cast<float>((1 << (simulation.weight_bits - 1)) - 1);
+    const int group = simulation.weight_group > 0 ? simulation.weight_group : k;
+    for (int j = 0; j < n; ++j) {
+      for (int first = 0; first < k; first += group) {
+        const int last = std::min(k, first + group);
+        float max = 0.0f;
+        for (int i = first; i < last; ++i) max = std::max(max, std::fabs(w[Size(i, n) + j]));
+        if (max == 0.0f) continue;
+        const float scale = max / levels;
+        for (int i = first; i < last; ++i) {
+          float& v = w[Size(i, n) + j];
+          v = std::clamp(std::nearbyint(v / scale), -levels, levels) * scale;
+        }
+      }
+    }
+  }
+}
+
+// Rounds one row of a product's input as simulation.activations asks, one scale per row (per
+// token), as an int8 kernel would quantize its left operand.
+void RoundRow(const Simulation& simulation, const float* x, int n, float* y) {
+  const int bits = simulation.activation_bits;
+  if (simulation.activations == Simulation::Activations::kSymmetric) {
+    const float levels = static_cast<float>((1 << (bits - 1)) - 1);
+    float max = 0.0f;
+    for (int i = 0; i < n; ++i) max = std::max(max, std::fabs(x[i]));
+    const float scale = max > 0.0f ? max / levels : 1.0f;
+    for (int i = 0; i < n; ++i)
+      y[i] = std::clamp(std::nearbyint(x[i] / scale), -levels, levels) * scale;
+  } else {
+    // Asymmetric: the range always includes 0, so 0 (ReLU's output, mostly) stays exact.
+    const float levels = static_cast<float>((1 << bits) - 1);
+    float low = 0.0f, high = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      low = std::min(low, x[i]);
+      high = std::max(high, x[i]);
+    }
+    const float scale = high > low ? (high - low) / levels : 1.0f;
+    const float zero = std::clamp(std::nearbyint(-low / scale), 0.0f, levels);
+    for (int i = 0; i < n; ++i) {
+      y[i] = (std::clamp(std::nearbyint(x[i] / scale) + zero, 0.0f, levels) - zero) * scale;
+    }
+  }
+}
+
+// A product's left operand as the simulation sees it: `a` itself unless `product` has its
+// inputs rounded, else a rounded copy in `buffer` with the same row stride.
+class InputRounding {
+ public:
+  InputRounding(const Simulation& simulation, FloatBuffer& buffer)
+      : simulation_(simulation), buffer_(buffer) {}
+
+  const float* operator()(std::uint32_t product, const float* a, std::size_t lda, int rows,
+                          int width) const {
+    if (simulation_.activations == Simulation::Activations::kExact ||
+        !Rounds(simulation_, product)) {
+      return a;
+    }
+    float* out = Reserve(buffer_, rows * lda);
+    for (int r = 0; r < rows; ++r) RoundRow(simulation_, a + r * lda, width, out + r * lda);
+    return out;
+  }
+
+ private:
+  const Simulation& simulation_;
+  FloatBuffer& buffer_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // The model.
 
 struct LayerNormParams {
@@ -631,12 +721,16 @@ struct Layer {
   Dense qkv, attention_out, ffn_in, ffn_out;
   bool has_residual = false;
   Dense residual;  // Layer_0 projects its 256-wide input to 512
+  // The products' bits in UseLitePrecisionSimulation, for the simulated pass.
+  std::uint32_t qkv_product = 0, attention_out_product = 0, residual_product = 0,
+                ffn_in_product = 0, ffn_out_product = 0;
 };
 
 // Looks up the tensors a layer uses, checks their shapes and packs the matrices in panels of
 // `panel` columns. Layer_0 attends at 256 and projects to 512; Layer_1 works at 512
-// throughout. Both have 4 heads.
-Result<Layer> LoadLayer(const UseLiteWeights& weights, int index, int panel) {
+// throughout. Both have 4 heads. The products `simulation` selects get their weights rounded.
+Result<Layer> LoadLayer(const UseLiteWeights& weights, int index, int panel,
+                        const Simulation& simulation) {
   const std::string l = "Layer_" + std::to_string(index) + "/TransformerLayer/";
   const int d = index == 0 ? 256 : 512;
   using Shape = std::vector<std::int64_t>;
@@ -647,11 +741,17 @@ Result<Layer> LoadLayer(const UseLiteWeights& weights, int index, int panel) {
   // Kernels are stored as [in, out] or as 1x1 convolutions [1, 1, in, out]. A layer that runs
   // row-sparse keeps them as they are, the others packed.
   auto dense = [&](const std::string& kernel, Shape shape, const std::string& bias,
-                   bool row_sparse = false) -> Result<Dense> {
+                   std::uint32_t product, bool row_sparse = false) -> Result<Dense> {
     MANN_ASSIGN_OR_RETURN(std::span<const float> w, weights.Float(kernel, shape));
     Dense layer;
     layer.w.k = static_cast<int>(shape[shape.size() - 2]);
     layer.w.n = static_cast<int>(shape.back());
+    std::vector<float> rounded;
+    if (simulation.weights != Simulation::Weights::kExact && Rounds(simulation, product)) {
+      rounded.assign(w.begin(), w.end());
+      RoundWeights(simulation, layer.w.k, layer.w.n, rounded.data());
+      w = rounded;
+    }
     if (row_sparse) {
       layer.rows.assign(w.begin(), w.end());
     } else {
@@ -664,6 +764,12 @@ Result<Layer> LoadLayer(const UseLiteWeights& weights, int index, int panel) {
   Layer layer;
   layer.width = d;
   layer.query_scale = 1.0f / std::sqrt(static_cast<float>(d / kHeads));
+  layer.qkv_product = index == 0 ? Simulation::kLayer0Qkv : Simulation::kLayer1Qkv;
+  layer.attention_out_product =
+      index == 0 ? Simulation::kLayer0AttentionOut : Simulation::kLayer1AttentionOut;
+  layer.residual_product = index == 0 ? Simulation::kLayer0Residual : 0;
+  layer.ffn_in_product = index == 0 ? Simulation::kLayer0FfnIn : Simulation::kLayer1FfnIn;
+  layer.ffn_out_product = index == 0 ? Simulation::kLayer0FfnOut : Simulation::kLayer1FfnOut;
 
   const std::string ln = Cat({kApply, l, "layer_prepostprocess/layer_norm/layer_norm_"});
   const std::string ffn_ln = Cat({kApply, l, "FFN/layer_prepostprocess/layer_norm/layer_norm_"});
@@ -671,26 +777,29 @@ Result<Layer> LoadLayer(const UseLiteWeights& weights, int index, int panel) {
   const std::string mha_bias = Cat({kApply, l, "MultiheadAttention/"});
   MANN_ASSIGN_OR_RETURN(layer.attention_norm.scale, vec(Cat({ln, "scale", kPartition}), d));
   MANN_ASSIGN_OR_RETURN(layer.attention_norm.bias, vec(Cat({ln, "bias", kPartition}), d));
-  MANN_ASSIGN_OR_RETURN(layer.qkv,
-                        dense(mha + "qkv_transform_single/kernel/part_0", {1, 1, d, 3 * d},
-                              Cat({mha_bias, "qkv_transform_single/bias", kPartition})));
+  MANN_ASSIGN_OR_RETURN(
+      layer.qkv,
+      dense(mha + "qkv_transform_single/kernel/part_0", {1, 1, d, 3 * d},
+            Cat({mha_bias, "qkv_transform_single/bias", kPartition}), layer.qkv_product));
   MANN_ASSIGN_OR_RETURN(layer.attention_out,
                         dense(mha + "output_transform_single/kernel/part_0", {1, 1, d, kWidth},
-                              Cat({mha_bias, "output_transform_single/bias", kPartition})));
+                              Cat({mha_bias, "output_transform_single/bias", kPartition}),
+                              layer.attention_out_product));
   if (index == 0) {
     layer.has_residual = true;
-    MANN_ASSIGN_OR_RETURN(layer.residual,
-                          dense(Cat({kApply, l, "dense/kernel", kPartition}), {d, kWidth},
-                                Cat({kApply, l, "dense/bias", kPartition})));
+    MANN_ASSIGN_OR_RETURN(
+        layer.residual, dense(Cat({kApply, l, "dense/kernel", kPartition}), {d, kWidth},
+                              Cat({kApply, l, "dense/bias", kPartition}), layer.residual_product));
   }
   MANN_ASSIGN_OR_RETURN(layer.ffn_norm.scale, vec(Cat({ffn_ln, "scale", kPartition}), kWidth));
   MANN_ASSIGN_OR_RETURN(layer.ffn_norm.bias, vec(Cat({ffn_ln, "bias", kPartition}), kWidth));
-  MANN_ASSIGN_OR_RETURN(layer.ffn_in,
-                        dense(Cat({kStack, l, "FFN/conv1/Tensordot/Reshape_1"}), {kWidth, kHidden},
-                              Cat({kApply, l, "FFN/conv1/bias", kPartition})));
-  MANN_ASSIGN_OR_RETURN(layer.ffn_out,
-                        dense(Cat({kStack, l, "FFN/conv2/Tensordot/Reshape_1"}), {kHidden, kWidth},
-                              Cat({kApply, l, "FFN/conv2/bias", kPartition}), index == 0));
+  MANN_ASSIGN_OR_RETURN(
+      layer.ffn_in, dense(Cat({kStack, l, "FFN/conv1/Tensordot/Reshape_1"}), {kWidth, kHidden},
+                          Cat({kApply, l, "FFN/conv1/bias", kPartition}), layer.ffn_in_product));
+  MANN_ASSIGN_OR_RETURN(
+      layer.ffn_out,
+      dense(Cat({kStack, l, "FFN/conv2/Tensordot/Reshape_1"}), {kHidden, kWidth},
+            Cat({kApply, l, "FFN/conv2/bias", kPartition}), layer.ffn_out_product, index == 0));
   return layer;
 }
 
@@ -782,12 +891,13 @@ struct Scratch {
   FloatBuffer pooled;         // [sentences, 512]
   FloatBuffer pooled_hidden;  // [sentences, 1536]
   FloatBuffer head;           // [sentences, 512]
+  FloatBuffer rounded;        // a product's rounded input, in the simulated pass only
 };
 
 // Multi-head self-attention of one layer: norm and the q|k|v projection on all rows at once,
 // then each sentence attends to its own tokens only, head by head. Leaves s.merged.
-void SelfAttention(const Layer& layer, const Products& mm, const float* in, int rows,
-                   std::span<const std::size_t> lengths, Scratch& s) {
+void SelfAttention(const Layer& layer, const Products& mm, const InputRounding& rounding,
+                   const float* in, int rows, std::span<const std::size_t> lengths, Scratch& s) {
   const int d = layer.width;
   const int dh = d / kHeads;
   const std::size_t ld = 3 * static_cast<std::size_t>(d);
@@ -800,7 +910,7 @@ void SelfAttention(const Layer& layer, const Products& mm, const float* in, int 
   float* scores = Reserve(s.scores, Size(kPositions, max_padded));
 
   LayerNorm(in, rows, d, layer.attention_norm, normed, Reserve(s.centred, kWidth));
-  mm.Run(layer.qkv, normed, d, rows, qkv, ld);
+  mm.Run(layer.qkv, rounding(layer.qkv_product, normed, d, rows, d), d, rows, qkv, ld);
 
   int start = 0;
   for (std::size_t length : lengths) {
@@ -851,7 +961,8 @@ struct UseLiteEncoder::Params {
   std::vector<float> embedding;  // [8002, 256]
   std::vector<float> timing;     // [kMaxTokens, 256]: sin | cos per position
   Layer layers[2];
-  Dense head;  // tanh_layer_0, 512x512
+  Dense head;                             // tanh_layer_0, 512x512
+  UseLitePrecisionSimulation simulation;  // for measurement only; selects nothing by default
 };
 
 struct UseLiteEncoder::Workspace {
@@ -904,6 +1015,28 @@ bool UseLiteEncoder::KernelSupported(UseLiteKernel kernel) { return CpuHas(kerne
 
 Result<std::unique_ptr<UseLiteEncoder>> UseLiteEncoder::Load(const std::string& model_dir,
                                                              UseLiteKernel kernel) {
+  return Load(model_dir, kernel, UseLitePrecisionSimulation{});
+}
+
+Result<std::unique_ptr<UseLiteEncoder>> UseLiteEncoder::Load(
+    const std::string& model_dir, UseLiteKernel kernel,
+    const UseLitePrecisionSimulation& simulation) {
+  if (simulation.weight_bits < 2 || simulation.weight_bits > 16) {
+    return InvalidArgumentError("UseLitePrecisionSimulation.weight_bits must be in [2, 16], not " +
+                                std::to_string(simulation.weight_bits));
+  }
+  if (simulation.activation_bits < 2 || simulation.activation_bits > 16) {
+    return InvalidArgumentError(
+        "UseLitePrecisionSimulation.activation_bits must be in [2, 16], not " +
+        std::to_string(simulation.activation_bits));
+  }
+  if (simulation.weight_group < 0) {
+    return InvalidArgumentError("UseLitePrecisionSimulation.weight_group must be >= 0, not " +
+                                std::to_string(simulation.weight_group));
+  }
+  if ((simulation.products & ~UseLitePrecisionSimulation::kAllProducts) != 0) {
+    return InvalidArgumentError("UseLitePrecisionSimulation.products has unknown bits");
+  }
   if (!CpuHas(kernel)) {
     return FailedPreconditionError("USE-lite kernel " + std::string(UseLiteKernelName(kernel)) +
                                    " needs CPU features this machine lacks; use auto");
@@ -911,6 +1044,7 @@ Result<std::unique_ptr<UseLiteEncoder>> UseLiteEncoder::Load(const std::string& 
   MANN_ASSIGN_OR_RETURN(UseLiteWeights weights, UseLiteWeights::Load(model_dir));
   auto params = std::make_unique<Params>();
   params->kernels = &KernelsFor(kernel);
+  params->simulation = simulation;
   const int panel = params->kernels->panel;
   using Shape = std::vector<std::int64_t>;
 
@@ -936,13 +1070,19 @@ Result<std::unique_ptr<UseLiteEncoder>> UseLiteEncoder::Load(const std::string& 
   }
 
   for (int l = 0; l < 2; ++l) {
-    MANN_ASSIGN_OR_RETURN(params->layers[l], LoadLayer(weights, l, panel));
+    MANN_ASSIGN_OR_RETURN(params->layers[l], LoadLayer(weights, l, panel, simulation));
   }
 
   const std::string head = "module/Encoder_en/hidden_layers/tanh_layer_0/";
   MANN_ASSIGN_OR_RETURN(std::span<const float> head_w,
                         weights.Float(head + "weights", Shape{kWidth, kWidth}));
   MANN_ASSIGN_OR_RETURN(std::span<const float> head_b, weights.Float(head + "bias", Shape{kWidth}));
+  std::vector<float> rounded_head;
+  if (simulation.weights != Simulation::Weights::kExact && Rounds(simulation, Simulation::kHead)) {
+    rounded_head.assign(head_w.begin(), head_w.end());
+    RoundWeights(simulation, kWidth, kWidth, rounded_head.data());
+    head_w = rounded_head;
+  }
   params->head.w.k = kWidth;
   params->head.w.n = kWidth;
   params->head.w.data.resize(head_w.size());
@@ -971,12 +1111,17 @@ UseLiteEncoder::~UseLiteEncoder() = default;
 
 UseLiteKernel UseLiteEncoder::kernel() const { return params_->kernels->kernel; }
 
+std::string UseLiteEncoder::Id() const {
+  return params_->simulation.active() ? "use-lite-v1-d512+simulated" : "use-lite-v1-d512";
+}
+
 void UseLiteEncoder::Forward(std::span<const std::int32_t> ids,
                              std::span<const std::size_t> lengths, Workspace& ws,
                              Vector* out) const {
   const Params& p = *params_;
   Scratch& s = ws.scratch;
   const Products mm(*p.kernels, s.pack);
+  const InputRounding rounding(p.simulation, s.rounded);
   const int rows = static_cast<int>(ids.size());
   const int sentences = static_cast<int>(lengths.size());
 
@@ -1005,17 +1150,25 @@ void UseLiteEncoder::Forward(std::span<const std::int32_t> ids,
   for (int l = 0; l < 2; ++l) {
     const Layer& layer = p.layers[l];
     const float* in = l == 0 ? x0 : x;
-    SelfAttention(layer, mm, in, rows, lengths, s);
+    SelfAttention(layer, mm, rounding, in, rows, lengths, s);
+    const float* merged =
+        rounding(layer.attention_out_product, s.merged.data(), layer.width, rows, layer.width);
     if (layer.has_residual) {
-      mm.Run(layer.attention_out, s.merged.data(), layer.width, rows, x, kWidth);
-      mm.Run(layer.residual, x0, kEmbeddingWidth, rows, x, kWidth, Epilogue::kAdd);
+      mm.Run(layer.attention_out, merged, layer.width, rows, x, kWidth);
+      mm.Run(layer.residual,
+             rounding(layer.residual_product, x0, kEmbeddingWidth, rows, kEmbeddingWidth),
+             kEmbeddingWidth, rows, x, kWidth, Epilogue::kAdd);
     } else {
-      mm.Run(layer.attention_out, s.merged.data(), layer.width, rows, x, kWidth, Epilogue::kAdd);
+      mm.Run(layer.attention_out, merged, layer.width, rows, x, kWidth, Epilogue::kAdd);
     }
     LayerNorm(x, rows, kWidth, layer.ffn_norm, normed, centred);
-    mm.Run(layer.ffn_in, normed, kWidth, rows, hidden, kHidden, Epilogue::kRelu);
+    mm.Run(layer.ffn_in, rounding(layer.ffn_in_product, normed, kWidth, rows, kWidth), kWidth, rows,
+           hidden, kHidden, Epilogue::kRelu);
     // Layer_1's FFN output is left to the pooling below.
-    if (l == 0) mm.RunRowSparse(layer.ffn_out, hidden, kHidden, rows, x, kWidth, Epilogue::kAdd);
+    if (l == 0) {
+      const float* h = rounding(layer.ffn_out_product, hidden, kHidden, rows, kHidden);
+      mm.RunRowSparse(layer.ffn_out, h, kHidden, rows, x, kWidth, Epilogue::kAdd);
+    }
   }
 
   // Mean over each sentence's tokens. The last FFN output is only ever averaged, and averaging
@@ -1029,11 +1182,14 @@ void UseLiteEncoder::Forward(std::span<const std::int32_t> ids,
     MeanRows(x, kWidth, start, t, pooled + Size(i, kWidth));
     MeanRows(hidden, kHidden, start, t, pooled_hidden + Size(i, kHidden));
   }
-  mm.Run(p.layers[1].ffn_out, pooled_hidden, kHidden, sentences, pooled, kWidth, Epilogue::kAdd);
+  mm.Run(p.layers[1].ffn_out,
+         rounding(p.layers[1].ffn_out_product, pooled_hidden, kHidden, sentences, kHidden), kHidden,
+         sentences, pooled, kWidth, Epilogue::kAdd);
 
   // Head: tanh(dense), then L2 with the graph's floor on the squared norm.
   float* head = Reserve(s.head, Size(sentences, kWidth));
-  mm.Run(p.head, pooled, kWidth, sentences, head, kWidth);
+  mm.Run(p.head, rounding(Simulation::kHead, pooled, kWidth, sentences, kWidth), kWidth, sentences,
+         head, kWidth);
   for (int i = 0; i < sentences; ++i) {
     float* y = head + Size(i, kWidth);
     float squares[kWidth];

@@ -82,6 +82,52 @@ std::string_view UseLiteKernelName(UseLiteKernel kernel);
 // The kernel named so (as UseLiteKernelName() spells it); InvalidArgument listing the names.
 Result<UseLiteKernel> ParseUseLiteKernel(std::string_view name);
 
+// For measurement only: simulated reduced precision ("fake quantization"), to learn how far
+// int8 or bf16 products would move the vectors before anyone writes such kernels
+// (docs/design/use-lite.md, "Reduced precision, measured"). The weights of the chosen products
+// are rounded once at load time and their input rows just before each product; everything
+// else, and all arithmetic, stays fp32, so nothing gets faster. Off by default: with no
+// products chosen (or no rounding chosen) the pass computes exactly the default vectors.
+struct UseLitePrecisionSimulation {
+  // The products of the pass, one bit each, for `products`.
+  static constexpr std::uint32_t kLayer0Qkv = 1u << 0;           // 256 -> 768
+  static constexpr std::uint32_t kLayer0AttentionOut = 1u << 1;  // 256 -> 512
+  static constexpr std::uint32_t kLayer0Residual = 1u << 2;      // 256 -> 512, on the input
+  static constexpr std::uint32_t kLayer0FfnIn = 1u << 3;         // 512 -> 1536
+  static constexpr std::uint32_t kLayer0FfnOut = 1u << 4;        // 1536 -> 512, row-sparse
+  static constexpr std::uint32_t kLayer1Qkv = 1u << 5;           // 512 -> 1536
+  static constexpr std::uint32_t kLayer1AttentionOut = 1u << 6;  // 512 -> 512
+  static constexpr std::uint32_t kLayer1FfnIn = 1u << 7;         // 512 -> 1536
+  static constexpr std::uint32_t kLayer1FfnOut = 1u << 8;        // 1536 -> 512, on the pooled row
+  static constexpr std::uint32_t kHead = 1u << 9;                // 512 -> 512, on the pooled row
+  static constexpr std::uint32_t kAllProducts = (1u << 10) - 1;
+
+  enum class Weights {
+    kExact,
+    kInt,       // symmetric per output column: round(w / s) * s, |levels| <= 2^(bits-1) - 1
+    kBfloat16,  // the nearest bf16 (round to nearest, ties to even)
+  };
+  enum class Activations {
+    kExact,
+    kSymmetric,   // per input row: s = max|x| / (2^(bits-1) - 1), levels in +-(2^(bits-1) - 1)
+    kAsymmetric,  // per input row: [min(x, 0), max(x, 0)] in levels 0..2^bits - 1, zero exact
+  };
+
+  std::uint32_t products = 0;
+  Weights weights = Weights::kExact;
+  int weight_bits = 8;  // kInt only, in [2, 16]
+  // kInt only: how many consecutive rows (k) of a column share one scale; 0 for the whole
+  // column. A kernel would rescale its s32 sums once per group.
+  int weight_group = 0;
+  Activations activations = Activations::kExact;
+  int activation_bits = 8;  // kSymmetric and kAsymmetric only, in [2, 16]
+
+  // Whether any value gets rounded at all.
+  bool active() const {
+    return products != 0 && (weights != Weights::kExact || activations != Activations::kExact);
+  }
+};
+
 // Thread-safety: immutable after Load(); Encode(), EncodeBatch() and EmbedTokens() may run
 // concurrently. Each call runs on one thread, with scratch memory borrowed from a pool that
 // holds one set per concurrent call (about 10 MB for a full group), so steady-state calls do not
@@ -106,6 +152,11 @@ class UseLiteEncoder final : public Encoder {
   static Result<std::unique_ptr<UseLiteEncoder>> Load(const std::string& model_dir) {
     return Load(model_dir, UseLiteKernel::kAuto);
   }
+  // For measurement only (see UseLitePrecisionSimulation): the pass with the given products
+  // rounded. InvalidArgument naming the field for bits outside [2, 16] or unknown products.
+  static Result<std::unique_ptr<UseLiteEncoder>> Load(const std::string& model_dir,
+                                                      UseLiteKernel kernel,
+                                                      const UseLitePrecisionSimulation& simulation);
 
   // Whether this CPU can run `kernel` (kAuto and kPortable: always).
   static bool KernelSupported(UseLiteKernel kernel);
@@ -114,7 +165,10 @@ class UseLiteEncoder final : public Encoder {
   UseLiteEncoder(const UseLiteEncoder&) = delete;
   UseLiteEncoder& operator=(const UseLiteEncoder&) = delete;
 
-  std::string Id() const override { return "use-lite-v1-d512"; }
+  // A simulated pass (UseLitePrecisionSimulation::active()) gives other vectors, so it never
+  // shares the real one's id: "+simulated" keeps its vectors out of stores and caches of the
+  // real encoder.
+  std::string Id() const override;
   std::size_t Dimension() const override { return kDimension; }
   // Tokenizes each text, keeps its first kMaxTokens tokens and runs the forward pass. Fails
   // only on an internal inconsistency (a tokenizer id outside the embedding table).
