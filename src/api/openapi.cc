@@ -137,7 +137,8 @@ json::object Schemas() {
               {"summary", Str()},
               {"started_at", Str()},
               {"at", Str()},
-              {"withheld", {{"type", "boolean"}}}},
+              {"withheld", {{"type", "boolean"}}},
+              {"taken_over", {{"type", "boolean"}}}},
              {"sequence", "kind", "dedup_key", "level", "at"});
   s["Alerts"] = Object({{"enabled", {{"type", "boolean"}}},
                         {"active", {{"type", "array"}, {"items", Ref("ActiveAlert")}}},

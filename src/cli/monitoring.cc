@@ -175,9 +175,46 @@ monitor::NotifyGate ReplicaNotifyGate(const config::Config& config,
   // so that the later replica finds it held.
   const auto ttl = std::max<std::chrono::milliseconds>(std::chrono::seconds(10),
                                                        2 * config.monitoring.health_check_interval);
-  auto lock = std::make_shared<cache::AlertLock>(cache::AlertLockOptions{
-      .redis = std::move(redis), .key_prefix = config.redis.key_prefix, .ttl = ttl});
-  return [lock](const std::string& dedup_key) { return lock->MayNotify(dedup_key); };
+  return NotifyGateOf(std::make_shared<cache::AlertLock>(cache::AlertLockOptions{
+      .redis = std::move(redis), .key_prefix = config.redis.key_prefix, .ttl = ttl}));
+}
+
+monitor::NotifyGate NotifyGateOf(std::shared_ptr<cache::AlertLock> lock) {
+  // An event asked about while already withheld is a copy asked again.
+  auto as_lock_event = [](const monitor::AlertEvent& event) {
+    return cache::AlertLockEvent{.dedup_key = event.dedup_key,
+                                 .stage = static_cast<cache::AlertStage>(event.kind),
+                                 .at_ms = event.at,
+                                 .retry = event.withheld};
+  };
+  static_assert(static_cast<int>(monitor::AlertEventKind::kTrigger) ==
+                    static_cast<int>(cache::AlertStage::kTrigger) &&
+                static_cast<int>(monitor::AlertEventKind::kRenotify) ==
+                    static_cast<int>(cache::AlertStage::kRenotify) &&
+                static_cast<int>(monitor::AlertEventKind::kResolve) ==
+                    static_cast<int>(cache::AlertStage::kResolve));
+  monitor::NotifyGate gate;
+  gate.decide = [lock, as_lock_event](const monitor::AlertEvent& event) {
+    switch (lock->Decide(as_lock_event(event))) {
+      case cache::AlertLockDecision::kDeliver:
+        return monitor::NotifyDecision::kDeliver;
+      case cache::AlertLockDecision::kWithhold:
+        return monitor::NotifyDecision::kWithhold;
+      case cache::AlertLockDecision::kDeliveredElsewhere:
+        return monitor::NotifyDecision::kDeliveredElsewhere;
+    }
+    return monitor::NotifyDecision::kDeliver;
+  };
+  gate.delivered = [lock, as_lock_event](const monitor::AlertEvent& event) {
+    cache::AlertLockEvent delivered = as_lock_event(event);
+    delivered.retry = false;
+    lock->Confirm(delivered);
+  };
+  gate.gave_up = [lock, as_lock_event](const monitor::AlertEvent& event, std::string_view reason) {
+    lock->GiveUp(as_lock_event(event), reason);
+  };
+  gate.max_wait = lock->max_wait();
+  return gate;
 }
 
 // ---- Health checks ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include <mann/cache/alert_lock.h>
 #include <mann/cache/redis.h>
 #include <mann/config/config.h>
 #include <mann/core/memory_bank.h>
@@ -87,10 +88,16 @@ monitor::AlertSink PagerSink(pager::Pager& pager);
 // Decides which alert events this process delivers, so that of several replicas watching one
 // database only one pages for a given alert. With `redis`, a gate asking a cache::AlertLock in
 // it (keys <redis.key_prefix>alert:<dedup key>, held for two monitoring.health_check_interval,
-// at least 10 s; Redis down lets every event through, counted). Without: an empty gate, which
-// the monitor reads as "always" (a single process is the only one paging).
+// at least 10 s; Redis down lets every event through, counted): deliveries are confirmed in the
+// lock, and a withheld copy waits up to three TTLs for a confirmation, delivered late when the
+// holder died without one. Without: an empty gate, which the monitor reads as "always" (a
+// single process is the only one paging).
 monitor::NotifyGate ReplicaNotifyGate(const config::Config& config,
                                       std::shared_ptr<cache::RedisClient> redis = nullptr);
+
+// The gate on one alert lock that ReplicaNotifyGate builds, for a lock of the caller's (tests
+// use short TTLs and replica names of their own).
+monitor::NotifyGate NotifyGateOf(std::shared_ptr<cache::AlertLock> lock);
 
 // ---- Health checks ---------------------------------------------------------------------------
 

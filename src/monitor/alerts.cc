@@ -25,6 +25,22 @@ std::shared_ptr<spdlog::logger> Log() {
   return logger;
 }
 
+// The gate's decision; an exception delivers: a duplicate page is better than a missing one.
+NotifyDecision Ask(const NotifyGate& gate, const AlertEvent& event) {
+  try {
+    return gate.decide(event);
+  } catch (const std::exception& e) {
+    Log()->error("alert gate failed dedup_key={} error={}: delivering the event anyway",
+                 event.dedup_key, e.what());
+  } catch (...) {
+    Log()->error(
+        "alert gate failed dedup_key={} error=unknown exception: delivering the event "
+        "anyway",
+        event.dedup_key);
+  }
+  return NotifyDecision::kDeliver;
+}
+
 std::vector<std::string_view> SplitWords(std::string_view s) {
   std::vector<std::string_view> words;
   std::size_t pos = 0;
@@ -343,6 +359,7 @@ boost::json::value ToJson(const AlertEvent& event) {
       {"started_at", FormatTimestamp(event.started_at)},
       {"at", FormatTimestamp(event.at)},
       {"withheld", event.withheld},
+      {"taken_over", event.taken_over},
   };
 }
 
@@ -385,6 +402,7 @@ AlertEngine::AlertEngine(std::vector<AlertRule> rules, AlertEngineOptions option
     : rules_(std::move(rules)),
       renotify_(options.renotify),
       history_limit_(std::max<std::size_t>(options.history_limit, 1)),
+      pending_limit_(std::max<std::size_t>(options.pending_limit, 1)),
       subject_labels_(std::move(options.subject_labels)) {}
 
 void AlertEngine::SetSubjectLabel(const std::string& metric, std::string label) {
@@ -488,9 +506,81 @@ void AlertEngine::Step(std::size_t r, const std::string& subject, std::optional<
   }
 }
 
+void AlertEngine::GiveUp(const AlertEvent& event, const NotifyGate& gate, std::string_view reason) {
+  // A gate that counts give-ups logs them too, with what to look at.
+  if (!gate.gave_up) {
+    Log()->warn("alert event given up dedup_key={} kind={} sequence={} reason=\"{}\"",
+                event.dedup_key, AlertEventKindName(event.kind), event.sequence, reason);
+    return;
+  }
+  try {
+    gate.gave_up(event, reason);
+  } catch (const std::exception& e) {
+    Log()->error("alert gate failed to count a given-up event dedup_key={} error={}",
+                 event.dedup_key, e.what());
+  } catch (...) {
+    Log()->error("alert gate failed to count a given-up event dedup_key={}", event.dedup_key);
+  }
+}
+
+std::vector<AlertEvent> AlertEngine::RetryPending(TimestampMs now, const NotifyGate& gate) {
+  std::deque<AlertEvent> pending;
+  {
+    std::lock_guard lock(mu_);
+    pending = pending_;
+  }
+  std::vector<AlertEvent> released;
+  std::deque<AlertEvent> kept;
+  std::set<std::string> waiting;  // keys whose older event still waits: later ones queue behind
+  for (AlertEvent& event : pending) {
+    if (gate && now - event.at > gate.max_wait.count()) {
+      GiveUp(event, gate,
+             fmt::format("waited {} for a confirmation or a free lock",
+                         FormatDuration(now - event.at)));
+      continue;
+    }
+    if (waiting.contains(event.dedup_key)) {
+      kept.push_back(std::move(event));
+      continue;
+    }
+    switch (gate ? Ask(gate, event) : NotifyDecision::kDeliver) {
+      case NotifyDecision::kDeliver:
+        event.withheld = false;
+        event.taken_over = true;
+        released.push_back(std::move(event));
+        break;
+      case NotifyDecision::kDeliveredElsewhere:
+        Log()->debug("withheld alert event dropped dedup_key={} kind={}: delivered elsewhere",
+                     event.dedup_key, AlertEventKindName(event.kind));
+        break;
+      case NotifyDecision::kWithhold:
+        waiting.insert(event.dedup_key);
+        kept.push_back(std::move(event));
+        break;
+    }
+  }
+
+  std::lock_guard lock(mu_);
+  pending_ = std::move(kept);
+  // History shows what finally happened to a released event.
+  for (const AlertEvent& event : released) {
+    for (AlertEvent& recorded : history_) {
+      if (recorded.sequence == event.sequence) recorded = event;
+    }
+  }
+  return released;
+}
+
 std::vector<AlertEvent> AlertEngine::Evaluate(const MetricValues& values, TimestampMs now,
                                               const NotifyGate& may_notify) {
   std::lock_guard serial(evaluate_mu_);
+  // The older copies first, so that an alert's events go out in order.
+  std::vector<AlertEvent> released = RetryPending(now, may_notify);
+  std::set<std::string> waiting;
+  {
+    std::lock_guard lock(mu_);
+    for (const AlertEvent& event : pending_) waiting.insert(event.dedup_key);
+  }
   std::vector<AlertEvent> events;
 
   // Step every alert whose metric is present: each subject with a value, and each subject with
@@ -514,31 +604,47 @@ std::vector<AlertEvent> AlertEngine::Evaluate(const MetricValues& values, Timest
     }
   }
 
-  // Ask the gate without the lock: it may wait on another replica.
+  // Ask the gate without the lock: it may wait on another replica. An alert with an older
+  // event still waiting queues the new one behind it unasked.
+  std::vector<bool> to_pend(events.size(), false);
   if (may_notify) {
-    for (AlertEvent& event : events) {
-      try {
-        event.withheld = !may_notify(event.dedup_key);
-      } catch (const std::exception& e) {
-        Log()->error("alert gate failed dedup_key={} error={}: delivering the event anyway",
-                     event.dedup_key, e.what());
-      } catch (...) {
-        Log()->error(
-            "alert gate failed dedup_key={} error=unknown exception: delivering the "
-            "event anyway",
-            event.dedup_key);
-      }
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      AlertEvent& event = events[i];
+      const NotifyDecision decision =
+          waiting.contains(event.dedup_key) ? NotifyDecision::kWithhold : Ask(may_notify, event);
+      event.withheld = decision != NotifyDecision::kDeliver;
+      to_pend[i] = decision == NotifyDecision::kWithhold;
+      if (to_pend[i]) waiting.insert(event.dedup_key);
     }
   }
 
   // Record.
-  std::lock_guard lock(mu_);
-  for (AlertEvent& event : events) {
-    event.sequence = next_sequence_++;
-    history_.push_back(event);
-    if (history_.size() > history_limit_) history_.pop_front();
+  std::vector<AlertEvent> overflow;
+  {
+    std::lock_guard lock(mu_);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      AlertEvent& event = events[i];
+      event.sequence = next_sequence_++;
+      history_.push_back(event);
+      if (history_.size() > history_limit_) history_.pop_front();
+      if (to_pend[i]) pending_.push_back(event);
+    }
+    while (pending_.size() > pending_limit_) {
+      overflow.push_back(std::move(pending_.front()));
+      pending_.pop_front();
+    }
   }
-  return events;
+  for (const AlertEvent& event : overflow) {
+    GiveUp(event, may_notify, fmt::format("more than {} withheld events waiting", pending_limit_));
+  }
+  released.insert(released.end(), std::make_move_iterator(events.begin()),
+                  std::make_move_iterator(events.end()));
+  return released;
+}
+
+std::vector<AlertEvent> AlertEngine::Pending() const {
+  std::lock_guard lock(mu_);
+  return {pending_.begin(), pending_.end()};
 }
 
 std::vector<ActiveAlert> AlertEngine::Active() const {

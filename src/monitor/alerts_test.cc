@@ -1,6 +1,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -496,9 +497,12 @@ TEST(AlertEngine, HistoryIsBounded) {
 TEST(AlertEngine, GateWithholdsEventsButTheLifecycleGoesOn) {
   auto engine = Engine({Rule("m", 1.0, 0, Level::kCritical), Rule("n", 1.0, 0)});
   std::vector<std::string> asked;
-  NotifyGate only_n = [&](const std::string& key) {
-    asked.push_back(key);
-    return key.starts_with("n");
+  // "m" is another replica's, delivered there: its events are withheld and not kept.
+  NotifyGate only_n;
+  only_n.decide = [&](const AlertEvent& event) {
+    asked.push_back(event.dedup_key);
+    return event.dedup_key.starts_with("n") ? NotifyDecision::kDeliver
+                                            : NotifyDecision::kDeliveredElsewhere;
   };
   const MetricValues both = {{"m", {{"", 2}}}, {"n", {{"", 2}}}};
   std::vector<AlertEvent> events = engine->Evaluate(both, At(0), only_n);
@@ -519,11 +523,129 @@ TEST(AlertEngine, GateWithholdsEventsButTheLifecycleGoesOn) {
   EXPECT_TRUE(ToJson(history[0]).at("withheld").as_bool());
 
   // A gate that throws lets the event through.
-  events = engine->Evaluate(both, At(2), [](const std::string&) -> bool {
+  NotifyGate throwing;
+  throwing.decide = [](const AlertEvent&) -> NotifyDecision {
     throw std::runtime_error("lock service unreachable");
-  });
+  };
+  events = engine->Evaluate(both, At(2), throwing);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_FALSE(events[0].withheld);
+  EXPECT_TRUE(engine->Pending().empty());
+}
+
+// A gate answering from a table by dedup key (kDeliver for keys not in it), recording what it
+// was asked and what it gave up.
+struct TableGate {
+  std::map<std::string, NotifyDecision> answers;
+  std::vector<std::string> asked;  // "key kind" or "key kind again" for a withheld one
+  std::vector<std::string> given_up;
+
+  NotifyGate Gate(std::chrono::milliseconds max_wait = std::chrono::minutes(3)) {
+    NotifyGate gate;
+    gate.decide = [this](const AlertEvent& e) {
+      asked.push_back(e.dedup_key + " " + std::string(AlertEventKindName(e.kind)) +
+                      (e.withheld ? " again" : ""));
+      auto it = answers.find(e.dedup_key);
+      return it == answers.end() ? NotifyDecision::kDeliver : it->second;
+    };
+    gate.gave_up = [this](const AlertEvent& e, std::string_view) {
+      given_up.push_back(e.dedup_key + " " + std::string(AlertEventKindName(e.kind)));
+    };
+    gate.max_wait = max_wait;
+    return gate;
+  }
+};
+
+TEST(AlertEngine, WithheldEventsAreAskedAgainAndReleasedInOrder) {
+  auto engine = Engine({Rule("m", 1.0, 0), Rule("n", 1.0, 0)});
+  TableGate table;
+  table.answers = {{"m", NotifyDecision::kWithhold}, {"n", NotifyDecision::kWithhold}};
+  const NotifyGate gate = table.Gate();
+  const MetricValues above = {{"m", {{"", 2}}}, {"n", {{"", 2}}}};
+  const MetricValues below = {{"m", {{"", 0}}}, {"n", {{"", 0}}}};
+
+  std::vector<AlertEvent> events = engine->Evaluate(above, At(0), gate);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_TRUE(events[0].withheld && events[1].withheld);
+  ASSERT_EQ(engine->Pending().size(), 2u);
+
+  // Both resolve while their triggers wait: the resolves queue behind them, unasked.
+  table.asked.clear();
+  events = engine->Evaluate(below, At(1), gate);
+  EXPECT_THAT(Kinds(events), ElementsAre(AlertEventKind::kResolve, AlertEventKind::kResolve));
+  EXPECT_THAT(table.asked, ElementsAre("m trigger again", "n trigger again"));
+  EXPECT_THAT(Kinds(engine->Pending()),
+              ElementsAre(AlertEventKind::kTrigger, AlertEventKind::kTrigger,
+                          AlertEventKind::kResolve, AlertEventKind::kResolve));
+
+  // m's holder confirmed (its copies are dropped); n's holder died (its lock is free): n's
+  // trigger then its resolve are released, in that order, marked taken over, history too.
+  table.answers = {{"m", NotifyDecision::kDeliveredElsewhere}};
+  table.asked.clear();
+  events = engine->Evaluate({}, At(2), gate);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].dedup_key, "n");
+  EXPECT_EQ(events[0].kind, AlertEventKind::kTrigger);
+  EXPECT_EQ(events[1].kind, AlertEventKind::kResolve);
+  EXPECT_TRUE(events[0].taken_over && !events[0].withheld);
+  EXPECT_EQ(events[0].at, At(0)) << "the copy as it was withheld";
+  EXPECT_THAT(table.asked, ElementsAre("m trigger again", "n trigger again", "m resolve again",
+                                       "n resolve again"));
+  EXPECT_TRUE(engine->Pending().empty());
+  const std::vector<AlertEvent> history = engine->History();
+  ASSERT_EQ(history.size(), 4u);
+  EXPECT_EQ(history[0].dedup_key, "m");
+  EXPECT_TRUE(history[0].withheld);
+  EXPECT_EQ(history[1].dedup_key, "n");
+  EXPECT_TRUE(history[1].taken_over);
+  EXPECT_FALSE(history[1].withheld);
+  EXPECT_TRUE(ToJson(history[1]).at("taken_over").as_bool());
+
+  // Nothing more to ask.
+  table.asked.clear();
+  EXPECT_TRUE(engine->Evaluate({}, At(3), gate).empty());
+  EXPECT_TRUE(table.asked.empty());
+  EXPECT_TRUE(table.given_up.empty());
+}
+
+TEST(AlertEngine, PendingEventsAreBoundedInTimeAndCount) {
+  AlertEngineOptions options;
+  options.pending_limit = 3;
+  auto engine = Engine({Rule("m", 1.0, 0)}, options);
+  TableGate table;
+  table.answers = {{"m:a", NotifyDecision::kWithhold},
+                   {"m:b", NotifyDecision::kWithhold},
+                   {"m:c", NotifyDecision::kWithhold},
+                   {"m:d", NotifyDecision::kWithhold}};
+  const NotifyGate gate = table.Gate(std::chrono::seconds(10));
+
+  // Four withheld triggers, three kept: the oldest is given up.
+  engine->Evaluate({{"m", {{"a", 2}, {"b", 2}, {"c", 2}, {"d", 2}}}}, At(0), gate);
+  EXPECT_THAT(table.given_up, ElementsAre("m:a trigger"));
+  ASSERT_EQ(engine->Pending().size(), 3u);
+  EXPECT_EQ(engine->Pending()[0].dedup_key, "m:b");
+
+  // Ten seconds after them they still wait; later they are given up, without asking.
+  engine->Evaluate({}, At(10), gate);
+  EXPECT_EQ(engine->Pending().size(), 3u);
+  table.asked.clear();
+  engine->Evaluate({}, At(11), gate);
+  EXPECT_TRUE(engine->Pending().empty());
+  EXPECT_TRUE(table.asked.empty());
+  EXPECT_THAT(table.given_up,
+              ElementsAre("m:a trigger", "m:b trigger", "m:c trigger", "m:d trigger"));
+}
+
+TEST(AlertEngine, WithoutAGatePendingEventsAreReleased) {
+  auto engine = Engine({Rule("m", 1.0, 0)});
+  TableGate table;
+  table.answers = {{"m", NotifyDecision::kWithhold}};
+  engine->Evaluate({{"m", {{"", 2}}}}, At(0), table.Gate());
+  ASSERT_EQ(engine->Pending().size(), 1u);
+  std::vector<AlertEvent> events = engine->Evaluate({}, At(1));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(events[0].taken_over);
+  EXPECT_TRUE(engine->Pending().empty());
 }
 
 TEST(AlertEngine, ConcurrentEvaluationsAndReadsAreSafe) {

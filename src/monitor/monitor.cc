@@ -401,13 +401,15 @@ void Monitor::Deliver(const std::vector<AlertEvent>& events) {
   for (const AlertEvent& e : events) {
     const auto k = static_cast<std::size_t>(e.kind);
     const auto l = static_cast<std::size_t>(e.level);
-    if (m) m->events[k][l]->Inc();
+    // A taken-over event was counted (and logged) when it was first emitted and withheld.
+    if (m && !e.taken_over) m->events[k][l]->Inc();
     const spdlog::level::level_enum level =
         e.kind == AlertEventKind::kRenotify  ? spdlog::level::debug
         : e.kind == AlertEventKind::kResolve ? spdlog::level::info
                                              : spdlog::level::warn;
-    Log()->log(level, "alert {} dedup_key={} level={} withheld={} message=\"{}\"",
-               AlertEventKindName(e.kind), e.dedup_key, LevelName(e.level), e.withheld, e.message);
+    Log()->log(level, "alert {} dedup_key={} level={} withheld={} taken_over={} message=\"{}\"",
+               AlertEventKindName(e.kind), e.dedup_key, LevelName(e.level), e.withheld,
+               e.taken_over, e.message);
     if (e.withheld) {
       if (m) m->withheld[k][l]->Inc();
       continue;
@@ -417,9 +419,22 @@ void Monitor::Deliver(const std::vector<AlertEvent>& events) {
       options_.sink(e);
       error_log_->Succeeded("sink");
     } catch (...) {
+      // Not confirmed: the other replicas' copies stay pending and take over after the TTL.
       error_log_->Failed("sink", ExceptionText(std::current_exception()));
       CountError("sink");
+      continue;
     }
+    ConfirmDelivered(e);
+  }
+}
+
+void Monitor::ConfirmDelivered(const AlertEvent& event) {
+  if (!options_.may_notify.delivered) return;
+  try {
+    options_.may_notify.delivered(event);
+  } catch (...) {
+    Log()->error("alert gate failed to confirm a delivery dedup_key={} error={}", event.dedup_key,
+                 ExceptionText(std::current_exception()));
   }
 }
 

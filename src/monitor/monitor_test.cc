@@ -145,16 +145,20 @@ TEST_F(MonitorTest, EventsGoToTheSinkThroughTheirLifecycle) {
 TEST_F(MonitorTest, MayNotifyWithholdsEventsButHistoryKeepsThem) {
   metrics::Registry registry;  // outlives the monitor and its callbacks
   std::vector<std::string> asked;
-  auto monitor =
-      Make({Rule("system_memory", 0.7, 0), Rule("disk", -1, 0)}, [&](const std::string& key) {
-        asked.push_back(key);
-        return key == "disk";
-      });
+  std::vector<std::string> confirmed;
+  NotifyGate gate;
+  gate.decide = [&](const AlertEvent& e) {
+    asked.push_back(e.dedup_key);
+    return e.dedup_key == "disk" ? NotifyDecision::kDeliver : NotifyDecision::kDeliveredElsewhere;
+  };
+  gate.delivered = [&](const AlertEvent& e) { confirmed.push_back(e.dedup_key); };
+  auto monitor = Make({Rule("system_memory", 0.7, 0), Rule("disk", -1, 0)}, gate);
   ASSERT_TRUE(monitor->RegisterMetrics(registry).ok());
   monitor->Tick();
   EXPECT_THAT(asked, ElementsAre("system_memory", "disk"));
   ASSERT_EQ(delivered_.size(), 1u);
   EXPECT_EQ(delivered_[0].dedup_key, "disk");
+  EXPECT_THAT(confirmed, ElementsAre("disk")) << "confirmed once the sink has it";
 
   const std::vector<AlertEvent> history = monitor->alerts().History();
   ASSERT_EQ(history.size(), 2u);
@@ -166,6 +170,51 @@ TEST_F(MonitorTest, MayNotifyWithholdsEventsButHistoryKeepsThem) {
   EXPECT_EQ(samples.at(R"(mann_alert_events_total{kind="trigger",level="warning"})"), 2);
   EXPECT_EQ(samples.at(R"(mann_alert_events_withheld_total{kind="trigger",level="warning"})"), 1);
   EXPECT_EQ(samples.at(R"(mann_alerts_active{level="warning"})"), 2);  // both fired
+}
+
+TEST_F(MonitorTest, AReleasedEventGoesToTheSinkAndOnlyDeliveredOnesAreConfirmed) {
+  metrics::Registry registry;
+  NotifyDecision answer = NotifyDecision::kWithhold;
+  std::vector<std::string> confirmed;
+  NotifyGate gate;
+  gate.decide = [&](const AlertEvent&) { return answer; };
+  gate.delivered = [&](const AlertEvent& e) {
+    confirmed.push_back(std::string(AlertEventKindName(e.kind)) + (e.taken_over ? " late" : ""));
+  };
+  auto monitor = Make({Rule("disk", -1, 0)}, gate);
+  ASSERT_TRUE(monitor->RegisterMetrics(registry).ok());
+  monitor->Tick();
+  EXPECT_TRUE(delivered_.empty());
+  ASSERT_EQ(monitor->alerts().Pending().size(), 1u);
+
+  // The holder died: the next tick releases the trigger to the sink and confirms it.
+  answer = NotifyDecision::kDeliver;
+  monitor->Tick();
+  ASSERT_EQ(delivered_.size(), 1u);
+  EXPECT_EQ(delivered_[0].kind, AlertEventKind::kTrigger);
+  EXPECT_TRUE(delivered_[0].taken_over);
+  EXPECT_THAT(confirmed, ElementsAre("trigger late"));
+  EXPECT_TRUE(monitor->alerts().Pending().empty());
+  const auto samples = Samples(registry.Render());
+  EXPECT_EQ(samples.at(R"(mann_alert_events_total{kind="trigger",level="warning"})"), 1)
+      << "counted once, when emitted";
+}
+
+TEST_F(MonitorTest, AnEventTheSinkRefusesIsNotConfirmed) {
+  std::vector<std::string> confirmed;
+  NotifyGate gate;
+  gate.decide = [](const AlertEvent&) { return NotifyDecision::kDeliver; };
+  gate.delivered = [&](const AlertEvent& e) { confirmed.push_back(e.dedup_key); };
+  MonitorOptions options;
+  options.probe = {
+      .proc_root = proc_.root(), .data_dir = proc_.data_dir(), .cpu_count = 2, .clock_ticks = 100};
+  options.rules = {Rule("disk", -1, 0)};
+  options.sink = [](const AlertEvent&) { throw std::runtime_error("outbox unavailable"); };
+  options.may_notify = gate;
+  auto monitor = Monitor::Create(std::move(options), clock_);
+  ASSERT_TRUE(monitor.ok()) << monitor.status().ToString();
+  (*monitor)->Tick();
+  EXPECT_TRUE(confirmed.empty()) << "the other replicas' copies must stay pending";
 }
 
 TEST_F(MonitorTest, SourcesFeedRulesPerSubject) {

@@ -17,6 +17,9 @@ Scenarios:
                   or the other channels, and does not hold up SIGTERM
   alert_test      `mann alert test --channel ...` reports the receiver's answer in its exit
                   status, and the receiver got a valid test payload
+  takeover        two replicas sharing a Redis, whose alert lock a dead replica still holds
+                  (never confirmed): once its TTL runs out exactly one replica delivers its
+                  withheld trigger, confirms it, and the other drops its copy
 and in each, mann_pager_notifications_sent_total{channel} matches the 2xx answers given.
 
 Usage: pager_test.py --mann PATH/TO/mann
@@ -32,6 +35,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -455,8 +459,11 @@ def test_renotify(mann, root):
             check(gaps and min(gaps) >= floor - 0.05,
                   f"renotify: notifications of the firing alert are at least {floor} s apart",
                   f"gaps {[round(g, 2) for g in gaps]}")
-            check(arrival_gaps and min(arrival_gaps) >= floor - 0.5,
-                  f"renotify: they arrive at least about {floor} s apart",
+            # Arrival also includes the outbox's delivery delay, which a loaded machine can
+            # stretch for one notification and not the next (seen: 1.0 s against a 2 s floor);
+            # the event times above carry the exact spacing, this only rules out a burst.
+            check(arrival_gaps and min(arrival_gaps) >= floor / 2,
+                  f"renotify: they arrive at least {floor / 2} s apart, not in a burst",
                   f"arrival gaps {[round(g, 2) for g in arrival_gaps]}")
             window = stamps[-1] - stamps[0] if stamps else 0
             resolve_time = next((alert_receiver.iso_epoch(r["body"]["time"]) for r in webhook
@@ -719,6 +726,96 @@ def test_alert_test(mann, root, mail, python):
         refusing.stop()
 
 
+class Redis:
+    """A redis-server of the test's own: loopback, a free port, no persistence, in `root`."""
+
+    def __init__(self, root):
+        self.port = harness.free_port()
+        directory = os.path.join(root, "redis")
+        os.makedirs(directory, exist_ok=True)
+        self.log = open(os.path.join(root, "redis.log"), "a")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", directory],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        harness.wait_for(f"redis-server listening on {self.port}", self.listening)
+
+    def listening(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with status {self.proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def cli(self, *args):
+        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                             text=True, timeout=TIMEOUT)
+        return out.stdout.strip()
+
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self):
+        harness.stop_process(self.proc, self.log)
+
+
+def test_takeover(mann, root):
+    ghost_ttl = 4  # seconds the dead replica's lock still has
+    key = "mann:alert:disk"
+    redis = Redis(root)
+    replicas = []
+    try:
+        # A replica took the lock of the "disk" alert and died before its outbox had the event.
+        check(redis.cli("set", key, "dead-replica:1", "px", str(ghost_ttl * 1000)) == "OK",
+              "takeover: the dead replica's lock is in place")
+        started = time.monotonic()
+        with alert_receiver.AlertReceiver(routing_key=ROUTING_KEY) as receiver:
+            args = settings(receiver, None, ("webhook",), redis__url=redis.url(),
+                            monitoring__alert_rules="disk>-1 for 0s warning")
+            for name in ("a", "b"):
+                replicas.append(harness.Server(mann, root, os.path.join(root, f"takeover-{name}"),
+                                               *args))
+            _, delivered = receiver.wait_for(lambda rs: len(rs) >= 1, "/webhook",
+                                             timeout=ghost_ttl + 10 * TICK)
+            waited = time.monotonic() - started
+            check(delivered, "takeover: the withheld trigger is delivered after the lock expires")
+            check(waited >= ghost_ttl - 0.5, "takeover: not before the dead replica's lock expired",
+                  f"{waited:.1f} s")
+            settle(3 * TICK)  # room for a duplicate from the other replica
+
+            webhook = receiver.records("/webhook")
+            no_schema_errors(webhook, "takeover")
+            check(webhook_kinds(webhook) == ["trigger"], "takeover: exactly one trigger",
+                  str(webhook_kinds(webhook)))
+            value = redis.cli("get", key)
+            check(re.match(r"^\S+:\d+ delivered trigger \d+$", value) is not None,
+                  "takeover: the delivering replica confirmed it in the lock", repr(value))
+
+            def total(result):
+                values = [metric(r, "mann_alert_lock_decisions_total", result=result)
+                          for r in replicas]
+                return sum(v or 0 for v in values)
+            check(total("taken_over") == 1, "takeover: one replica counts a take-over",
+                  str(total("taken_over")))
+            check(total("confirmed_elsewhere") >= 1 and total("gave_up") == 0,
+                  "takeover: the other drops its copy, nothing is given up",
+                  f"confirmed_elsewhere {total('confirmed_elsewhere')} "
+                  f"gave_up {total('gave_up')}")
+            late = []
+            for r in replicas:
+                _, _, body = r.request("GET", "/alerts")
+                late += [e for e in body.get("history", []) if e.get("taken_over")]
+            check(len(late) == 1, "takeover: GET /alerts marks the late delivery taken_over",
+                  str(late)[:300])
+    finally:
+        for r in replicas:
+            check(r.stop() == 0, "takeover: mann serve stops with exit 0")
+        redis.stop()
+
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--mann", required=True)
@@ -742,6 +839,7 @@ def main():
             checks.scenario("outcomes", test_outcomes, args.mann, root)
             checks.scenario("sigkill", test_sigkill, args.mann, root)
             checks.scenario("stall", test_stall, args.mann, root)
+            checks.scenario("takeover", test_takeover, args.mann, root)
             if mail is not None:
                 checks.scenario("alert_test", test_alert_test, args.mann, root, mail, python)
         finally:

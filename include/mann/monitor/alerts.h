@@ -137,13 +137,17 @@ struct AlertEvent {
   std::string summary;         // the rule's
   TimestampMs started_at = 0;  // when the condition was first seen true
   TimestampMs at = 0;          // when this event happened
-  // The Evaluate gate refused it: recorded in History but not to be delivered.
+  // The Evaluate gate refused it (withheld or delivered elsewhere): recorded in History but
+  // not to be delivered.
   bool withheld = false;
+  // Withheld first, then released at a later Evaluate because the replica that held its lock
+  // never confirmed delivering it: this replica delivers it late.
+  bool taken_over = false;
 };
 
 // {"sequence": 7, "kind": "trigger", "dedup_key": ..., "rule", "subject", "level", "value"
 //  (null when NaN), "threshold", "message", "summary", "started_at", "at" (ISO 8601 UTC),
-//  "withheld"}
+//  "withheld", "taken_over"}
 boost::json::value ToJson(const AlertEvent& event);
 
 enum class AlertPhase { kPending, kFiring };
@@ -172,9 +176,31 @@ boost::json::value ToJson(const ActiveAlert& alert);
 // Metric values: metric name -> subject -> value.
 using MetricValues = std::map<std::string, std::map<std::string, double>>;
 
-// Decides whether the event with this dedup key may be delivered (e.g. this replica holds the
-// cluster-wide lock for it). Empty: always.
-using NotifyGate = std::function<bool(const std::string& dedup_key)>;
+// What a NotifyGate says about one event.
+enum class NotifyDecision {
+  kDeliver,             // deliver it now
+  kWithhold,            // another replica holds it: keep it back and ask again later
+  kDeliveredElsewhere,  // another replica has delivered it: drop it
+};
+
+// Decides which events this process delivers when several replicas raise the same alerts
+// (cli::ReplicaNotifyGate builds one on cache::AlertLock). Empty (no `decide`): every event is
+// delivered.
+struct NotifyGate {
+  // Asked once per new event, and again at each later Evaluate for an event it withheld (then
+  // with event.withheld already true). Runs without the engine's lock.
+  std::function<NotifyDecision(const AlertEvent& event)> decide;
+  // Told by the Monitor when an event `decide` let through has been handed to its sink (the
+  // durable outbox), so that the replicas that withheld their copies can drop them. Optional.
+  std::function<void(const AlertEvent& event)> delivered;
+  // Told when a withheld event is dropped without anyone confirming it: it waited max_wait, or
+  // the pending list was full. Optional: without it the engine logs the event itself.
+  std::function<void(const AlertEvent& event, std::string_view reason)> gave_up;
+  // How long (by event time) a withheld event waits before it is given up.
+  std::chrono::milliseconds max_wait{std::chrono::minutes(3)};
+
+  explicit operator bool() const { return static_cast<bool>(decide); }
+};
 
 struct AlertEngineOptions {
   RenotifyIntervals renotify;
@@ -182,6 +208,8 @@ struct AlertEngineOptions {
   // The word naming a metric's subjects in messages ("on namespace alice"); a metric not listed
   // says "on alice".
   std::map<std::string, std::string> subject_labels = {{"memory_utilization", "namespace"}};
+  // Withheld events kept to ask the gate again; beyond this the oldest is given up.
+  std::size_t pending_limit = 256;
 };
 
 class AlertEngine {
@@ -193,13 +221,25 @@ class AlertEngine {
   AlertEngine& operator=(const AlertEngine&) = delete;
 
   // Applies the lifecycle above to every rule and returns the events it produced, in rule order
-  // then subject order, each also recorded in History. `may_notify` is asked once per event; an
+  // then subject order, each also recorded in History. `may_notify` decides once per event; an
   // event it refuses is returned and recorded with withheld = true. The lifecycle goes on
   // either way: a withheld Trigger still fires the alert, whose Renotify may be allowed later.
   // An exception from the gate is logged and the event is not withheld: a duplicate page is
   // better than a missing one.
+  //
+  // Withheld events (kWithhold, not kDeliveredElsewhere) wait in a pending list, oldest first.
+  // Before stepping the lifecycle, each Evaluate asks the gate again for each of them: kDeliver
+  // releases it (returned first, in the order withheld, with withheld = false and taken_over =
+  // true, and so marked in History too), kDeliveredElsewhere drops it, kWithhold keeps it. Behind
+  // an alert's waiting event its later events wait unasked, so that an alert's events are never
+  // delivered out of order. An event older than may_notify.max_wait, or the oldest beyond
+  // pending_limit, is given up (may_notify.gave_up, else logged). Without a gate, every pending
+  // event is released.
   std::vector<AlertEvent> Evaluate(const MetricValues& values, TimestampMs now,
                                    const NotifyGate& may_notify = {});
+
+  // Withheld events waiting for the gate's answer, oldest first.
+  std::vector<AlertEvent> Pending() const;
 
   // Pending and firing alerts, by dedup key.
   std::vector<ActiveAlert> Active() const;
@@ -231,10 +271,14 @@ class AlertEngine {
             std::vector<AlertEvent>& events);
   AlertEvent MakeEvent(AlertEventKind kind, const State& state, TimestampMs now) const;
   std::string Message(AlertEventKind kind, const State& state, TimestampMs now) const;
+  // Asks the gate again for the pending events (see Evaluate); returns those released.
+  std::vector<AlertEvent> RetryPending(TimestampMs now, const NotifyGate& gate);
+  void GiveUp(const AlertEvent& event, const NotifyGate& gate, std::string_view reason);
 
   const std::vector<AlertRule> rules_;
   const RenotifyIntervals renotify_;
   const std::size_t history_limit_;
+  const std::size_t pending_limit_;
 
   std::mutex evaluate_mu_;  // serializes Evaluate, so events are recorded in sequence order
   mutable std::mutex mu_;
@@ -243,6 +287,7 @@ class AlertEngine {
   std::deque<AlertEvent> history_;                     // guarded by mu_
   std::uint64_t next_sequence_ = 1;                    // guarded by mu_
   TimestampMs last_evaluated_at_ = 0;                  // guarded by mu_; for Active()'s messages
+  std::deque<AlertEvent> pending_;                     // guarded by mu_; asked under evaluate_mu_
 };
 
 }  // namespace mann::monitor

@@ -26,9 +26,13 @@
 //   4. the health checks run (the monitor registers "system", from this tick's sample); each
 //      check's state (0 healthy, 1 degraded, 2 unhealthy) becomes metric health_state, and a
 //      change of the overall state is logged;
-//   5. the AlertEngine evaluates the values; every event is logged and counted, and each one
-//      `may_notify` allows goes to `sink`. A withheld event is still in alerts().History(),
-//      marked withheld. A sink that throws is logged and counted; the tick goes on.
+//   5. the AlertEngine evaluates the values (asking `may_notify` again, first, for the events
+//      it withheld earlier); every event is logged and counted, and each one `may_notify`
+//      allows goes to `sink`, after which may_notify.delivered confirms it. A withheld event is
+//      still in alerts().History(), marked withheld, and waits in alerts().Pending(); one
+//      released later (its lock's holder never confirmed it) goes to `sink` then, marked
+//      taken_over. A sink that throws is logged and counted, and its event is not confirmed;
+//      the tick goes on.
 //
 // Metrics the alert rules can watch (AlertRule::metric), all with subject "" unless said:
 //   cpu_percent      the process's CPU, % of the machine's capacity (SystemSample::cpu_percent)
@@ -144,6 +148,7 @@ class Monitor {
   //   mann_request_duration_p50_seconds     gauge, likewise (and _p95_, _p99_)
   //   mann_alerts_active{level}             gauge, firing alerts (pending ones not counted)
   //   mann_alert_events_total{kind,level}   counter, events emitted, withheld ones included
+  //                                         (a taken-over one is counted once, when emitted)
   //   mann_alert_events_withheld_total{kind,level}  counter, events the gate refused
   //   mann_health_check_status{check}       gauge, 0 healthy, 1 degraded, 2 unhealthy
   //   mann_monitor_errors_total{source}     counter, probe sources, metric sources and the
@@ -184,6 +189,8 @@ class Monitor {
   void ReadSources(MetricValues& values);
   void RunHealth(TickResult& result);
   void Deliver(const std::vector<AlertEvent>& events);
+  // Tells the gate that `event` reached the sink.
+  void ConfirmDelivered(const AlertEvent& event);
 
   const MonitorOptions options_;
   const Clock& clock_;
