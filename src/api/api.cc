@@ -184,15 +184,21 @@ Status Api::RegisterRoutes(server::Router& router) {
     const char* path;
     Member handler;
     bool json_body;
-    // May wait seconds on a language model: run on the server's handler pool, not on an I/O
-    // thread, where it would hold up every connection dealt to that thread.
-    bool blocking = false;
+    // May wait seconds: run on the server's handler pool, not on an I/O thread, where it would
+    // hold up every connection dealt to that thread (/health among them). /query waits on a
+    // language model. /ready, writes and history wait on the store, which may take the whole
+    // call bound of a stalled PostgreSQL; /metrics may too (the pager's outbox gauge). Reads
+    // are served from memory but wait on the bank's lock, which a reload after a failed commit
+    // holds while it reads the store. /openapi.json never waits, nor does /health, which
+    // liveness probes must reach whatever the store does (its ?detail=1 checks wait at most
+    // the health checker's budget).
+    bool blocking = true;
   };
   const Route routes[] = {
-      {"GET", "/health", &Api::Health, false},
+      {"GET", "/health", &Api::Health, false, false},
       {"GET", "/ready", &Api::Ready, false},
       {"GET", "/metrics", &Api::Metrics, false},
-      {"GET", "/openapi.json", &Api::OpenApi, false},
+      {"GET", "/openapi.json", &Api::OpenApi, false, false},
       {"POST", "/memories", &Api::AddMemory, true},
       {"GET", "/memories", &Api::ListMemories, false},
       {"GET", "/memories/{id}", &Api::GetMemory, false},
@@ -201,7 +207,7 @@ Status Api::RegisterRoutes(server::Router& router) {
       {"GET", "/memories/{id}/history", &Api::MemoryHistory, false},
       {"POST", "/memories/{id}/forget", &Api::ForgetMemory, true},
       {"POST", "/search", &Api::Search, true},
-      {"POST", "/query", &Api::Query, true, true},
+      {"POST", "/query", &Api::Query, true},
       {"GET", "/statistics", &Api::Statistics, false},
       {"GET", "/alerts", &Api::Alerts, false},
   };

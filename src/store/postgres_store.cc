@@ -3,7 +3,9 @@
 #include <condition_variable>
 #include <deque>
 #include <limits>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <variant>
@@ -11,6 +13,7 @@
 
 #include <fmt/format.h>
 #include <pqxx/pqxx>
+#include <sys/socket.h>
 
 #include <mann/core/log.h>
 #include <mann/store/postgres_store.h>
@@ -203,10 +206,9 @@ std::string StripQuery(const std::string& url) {
 // libpqxx would print them.
 std::string ConnectionString(const PostgresOptions& o) {
   const auto statement_ms = std::max<std::int64_t>(1, o.statement_timeout.count());
-  // A dead peer is noticed by keepalives while idle and by tcp_user_timeout while sending.
-  // TODO(#6): a server that stops answering mid-query but keeps its TCP connection (SIGSTOP, a
-  // hung disk) holds the caller until keepalives give up (about 25 s); cancel from the client
-  // (PQcancel on a timer) to bound every call by connect_timeout + statement_timeout.
+  // A dead peer is noticed by keepalives while idle and by tcp_user_timeout while sending. A
+  // server that stops answering but keeps its TCP connection (SIGSTOP, a hung disk) fires
+  // neither, since its kernel still acknowledges; the Watchdog bounds those calls.
   const auto user_timeout_ms =
       std::max<std::int64_t>(1000, std::chrono::milliseconds(o.connect_timeout).count());
   return fmt::format(
@@ -362,6 +364,153 @@ Status ValidateOutcome(const DeliveryOutcome& o) {
   return Status::Ok();
 }
 
+// --- the watchdog ---
+
+// Past its bound a call is also given the time libpq may take to notice the shut-down socket.
+constexpr auto kWatchSlack = std::chrono::seconds(1);
+
+// Bounds every call from the client's side. A stopped or hung server keeps its TCP connections
+// up (its kernel still acknowledges), so keepalives and tcp_user_timeout never fire and its own
+// statement_timeout never runs: a blocked libpq read would wait forever. Each call arms a watch
+// on its connection's socket with a deadline; one thread shuts down the socket of every watch
+// past its deadline, which fails the blocked read at once. (PQcancel would need the stopped
+// postmaster to act on it.) Every watch has a token of its own and is cleared under the mutex
+// the watchdog fires under, so once Disarm() has returned the watchdog can no longer touch that
+// socket, however soon the connection is leased again. Thread-safe.
+class Watchdog {
+ public:
+  explicit Watchdog(std::string where) : where_(std::move(where)), thread_([this] { Loop(); }) {}
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+  ~Watchdog() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  // Watches socket `fd` until `deadline`; returns the watch's token.
+  std::uint64_t Arm(int fd, SteadyClock::time_point deadline) {
+    std::lock_guard lock(mu_);
+    const std::uint64_t token = next_token_++;
+    watches_.emplace(token, Watch{fd, deadline, false});
+    cv_.notify_one();  // the new deadline may be the earliest
+    return token;
+  }
+
+  // Moves the deadline of a watch that has not fired (a long call between two statements).
+  void Extend(std::uint64_t token, int fd, SteadyClock::time_point deadline) {
+    std::lock_guard lock(mu_);
+    const auto it = watches_.find(token);
+    if (it == watches_.end() || it->second.fired) return;
+    it->second.fd = fd;
+    it->second.deadline = deadline;
+  }
+
+  // Stops watching; true when the watchdog shut the socket down.
+  bool Disarm(std::uint64_t token) {
+    std::lock_guard lock(mu_);
+    const auto it = watches_.find(token);
+    if (it == watches_.end()) return false;
+    const bool fired = it->second.fired;
+    watches_.erase(it);
+    return fired;
+  }
+
+ private:
+  struct Watch {
+    int fd;
+    SteadyClock::time_point deadline;
+    bool fired;
+  };
+
+  void Loop() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      const auto now = SteadyClock::now();
+      std::optional<SteadyClock::time_point> next;
+      for (auto& [token, w] : watches_) {
+        if (w.fired) continue;
+        if (w.deadline > now) {
+          next = next ? std::min(*next, w.deadline) : w.deadline;
+          continue;
+        }
+        w.fired = true;
+        if (w.fd >= 0) ::shutdown(w.fd, SHUT_RDWR);
+        log::Get("store")->warn(
+            "PostgreSQL did not answer in time, shutting the connection down database={} "
+            "watch={}",
+            where_, token);
+      }
+      if (next) {
+        cv_.wait_until(lock, *next);
+      } else {
+        cv_.wait(lock);
+      }
+    }
+  }
+
+  const std::string where_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::uint64_t, Watch> watches_;  // guarded by mu_
+  std::uint64_t next_token_ = 1;            // guarded by mu_
+  bool stopping_ = false;                   // guarded by mu_
+  std::thread thread_;                      // last: it uses everything above
+};
+
+// One call's watch on its connection: armed on construction, cleared by Disarm() or at the end
+// of the scope, which must come before the connection is closed or returned to the pool.
+class CallWatch {
+ public:
+  CallWatch(Watchdog& dog, pqxx::connection& conn, std::chrono::milliseconds bound)
+      : dog_(dog), conn_(conn), bound_(bound), token_(dog.Arm(conn.sock(), Deadline())) {}
+  CallWatch(const CallWatch&) = delete;
+  CallWatch& operator=(const CallWatch&) = delete;
+  ~CallWatch() { Disarm(); }
+
+  // A fresh bound from now, for a call that made progress (one page of a long scan).
+  void Extend() { dog_.Extend(token_, conn_.sock(), Deadline()); }
+
+  // Stops the watch; true when the watchdog shut the connection down (it must not be reused).
+  bool Disarm() {
+    if (armed_) {
+      armed_ = false;
+      fired_ = dog_.Disarm(token_);
+    }
+    return fired_;
+  }
+
+ private:
+  SteadyClock::time_point Deadline() const { return SteadyClock::now() + bound_; }
+
+  Watchdog& dog_;
+  pqxx::connection& conn_;
+  const std::chrono::milliseconds bound_;
+  const std::uint64_t token_;
+  bool armed_ = true;
+  bool fired_ = false;
+};
+
+// What a call the watchdog cut off returns. A COMMIT cut off has an unknown outcome.
+Status StalledError(const std::exception_ptr& error, std::string_view what,
+                    const std::string& where, std::chrono::milliseconds bound) {
+  bool in_doubt = false;
+  try {
+    if (error) std::rethrow_exception(error);
+  } catch (const pqxx::in_doubt_error&) {
+    in_doubt = true;
+  } catch (...) {
+  }
+  return UnavailableError(fmt::format(
+      "PostgreSQL {}: {} failed: PostgreSQL did not answer within {} ms (a stopped, hung or "
+      "overloaded server), so the connection was shut down{}",
+      where, what, bound.count(),
+      in_doubt ? "; it was cut off during commit, so its outcome is unknown" : ""));
+}
+
 // --- connections ---
 
 // A bounded set of connections, made on demand. A connection is leased to one thread at a
@@ -449,7 +598,8 @@ class Pool {
 
   const std::string& conninfo() const { return conninfo_; }
 
-  // Closes every idle connection (tests break the server's side; this is the client's side).
+  // Closes every idle connection: after one call found the server stalled, the others lead
+  // to the same server, and a fresh connect is bounded by connect_timeout, not the call bound.
   void CloseIdle() {
     std::lock_guard lock(mu_);
     open_ -= idle_.size();
@@ -513,12 +663,20 @@ struct ChangeRow {
 
 struct PostgresStore::Impl {
   explicit Impl(const PostgresOptions& o)
-      : options(o), where(StripQuery(RedactPostgresUrl(o.url))), pool(options, where, connects) {}
+      : options(o),
+        where(StripQuery(RedactPostgresUrl(o.url))),
+        call_bound(std::chrono::duration_cast<std::chrono::milliseconds>(
+            o.connect_timeout + o.statement_timeout + kWatchSlack)),
+        pool(options, where, connects),
+        watchdog(where) {}
 
   const PostgresOptions options;
   const std::string where;  // the redacted URL, for messages
+  // How long one call may hold its connection before the watchdog shuts it down.
+  const std::chrono::milliseconds call_bound;
   std::atomic<std::uint64_t> transactions{0}, writes{0}, failed{0}, connects{0}, pruned{0};
   Pool pool;
+  Watchdog watchdog;
 
   // The listener: used by WaitForChanges() only, one caller at a time.
   std::mutex listen_mu;
@@ -537,15 +695,32 @@ struct PostgresStore::Impl {
   // Runs `body(tx-capable connection)` on a leased connection and maps what it throws. When the
   // connection turns out broken before anything committed (a server restart, a terminated
   // backend, an idle connection the server dropped), retries once on a fresh one.
+  // Every call is watched: past call_bound the watchdog shuts its connection down and the call
+  // returns Unavailable without a retry (a stalled server would stall the retry too).
   template <typename Fn>
   auto Run(std::string_view what, Fn&& body) -> decltype(body(std::declval<pqxx::connection&>())) {
+    return RunWatched(what, [&](pqxx::connection& c, CallWatch&) { return body(c); });
+  }
+
+  // Run() for a body that calls watch.Extend() between the statements of a long call.
+  template <typename Fn>
+  auto RunWatched(std::string_view what, Fn&& body)
+      -> decltype(body(std::declval<pqxx::connection&>(), std::declval<CallWatch&>())) {
     for (int attempt = 0;; ++attempt) {
       Result<Pool::Lease> lease = pool.Acquire();
       if (!lease.ok()) return lease.status();
+      CallWatch watch(watchdog, **lease, call_bound);
       try {
-        return body(**lease);
+        auto out = body(**lease, watch);
+        if (watch.Disarm()) lease->Discard();  // answered as its socket was shut down
+        return out;
       } catch (...) {
+        const bool stalled = watch.Disarm();
         lease->Discard();
+        if (stalled) {
+          pool.CloseIdle();
+          return StalledError(std::current_exception(), what, where, call_bound);
+        }
         Failure f = MapException(std::current_exception(), what, where);
         if (f.retry && attempt == 0) {
           log::Get("store")->info("reconnecting after a broken connection database={} during={}",
@@ -664,15 +839,22 @@ struct PostgresStore::Impl {
     for (int attempt = 0;; ++attempt) {
       Result<Pool::Lease> lease = pool.Acquire();
       if (!lease.ok()) return {lease.status(), true};
+      CallWatch watch(watchdog, **lease, call_bound);
       try {
         pqxx::work tx(**lease);
         std::vector<ChangeRow> changes;
         for (const Mutation* m : mutations) ApplyMutation(tx, *m, changes);
         AppendChanges(tx, changes);
         tx.commit();
+        if (watch.Disarm()) lease->Discard();  // committed as its socket was shut down
         return {Status::Ok(), false};
       } catch (...) {
+        const bool stalled = watch.Disarm();
         lease->Discard();
+        if (stalled) {
+          pool.CloseIdle();
+          return {StalledError(std::current_exception(), "commit", where, call_bound), true};
+        }
         Failure f = MapException(std::current_exception(), "commit", where);
         if (f.retry && attempt == 0) continue;
         return f;
@@ -779,11 +961,23 @@ struct PostgresStore::Impl {
     receiver.reset();
     listen_conn.reset();
     MANN_ASSIGN_OR_RETURN(listen_conn, Pool::Connect(pool.conninfo(), where, connects));
+    // Issuing LISTEN is a statement like any other; waiting for notifications is bounded by
+    // the caller's timeout (a select on the socket), so only this part is watched.
+    CallWatch watch(watchdog, *listen_conn, call_bound);
     try {
       receiver = std::make_unique<ChangeReceiver>(*listen_conn);
     } catch (...) {
+      const bool stalled = watch.Disarm();
       listen_conn.reset();
+      if (stalled) {
+        return StalledError(std::current_exception(), "listen for changes", where, call_bound);
+      }
       return MapException(std::current_exception(), "listen for changes", where).status;
+    }
+    if (watch.Disarm()) {
+      receiver.reset();
+      listen_conn.reset();
+      return StalledError(nullptr, "listen for changes", where, call_bound);
     }
     return Status::Ok();
   }
@@ -871,7 +1065,7 @@ Status PostgresStore::Flush() { return impl_->Submit(Job{Fence{}, std::nullopt},
 // Keyset pages inside one REPEATABLE READ transaction: one consistent snapshot without holding
 // the whole table in memory. `fn` runs between pages' rows and may use other connections.
 Status PostgresStore::Load(const std::function<Status(StoredEntry&&)>& fn) {
-  return impl_->Run("load entries", [&](pqxx::connection& c) -> Status {
+  return impl_->RunWatched("load entries", [&](pqxx::connection& c, CallWatch& watch) -> Status {
     pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(c);
     const std::string first_page =
         fmt::format("SELECT {} FROM entries ORDER BY ns, id LIMIT {}", kEntryColumns, kLoadPage);
@@ -880,6 +1074,7 @@ Status PostgresStore::Load(const std::function<Status(StoredEntry&&)>& fn) {
                     kEntryColumns, kLoadPage);
     std::string last_ns, last_id;
     for (bool first = true;; first = false) {
+      watch.Extend();  // each page is bounded, not the whole table with its callbacks
       const pqxx::result page =
           first ? tx.exec(first_page) : tx.exec_params(next_page, last_ns, last_id);
       for (const pqxx::row& row : page) {
@@ -1087,25 +1282,29 @@ Result<std::int64_t> PostgresStore::PruneDeliveries(TimestampMs before_ms) {
 // PostgreSQL checks its own pages (checksums, if enabled at initdb); what mann can check is that
 // the schema is this build's and every row it will read decodes.
 Status PostgresStore::CheckIntegrity() {
-  return impl_->Run("integrity check", [&](pqxx::connection& c) -> Status {
+  return impl_->RunWatched("integrity check", [&](pqxx::connection& c, CallWatch& watch) -> Status {
     const std::int64_t version = internal::ReadPostgresSchemaVersion(c);
     if (version != SchemaVersion()) {
       return DataLossError(fmt::format(
           "{} has schema version {} but this mann writes {}; restart mann to migrate it",
           impl_->where, version, SchemaVersion()));
     }
+    // Each scan is bounded on its own: together they may rightly take longer than one call.
+    watch.Extend();
     pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(c);
     for (const pqxx::row& row :
          tx.exec(fmt::format("SELECT {} FROM entries ORDER BY ns, id", kEntryColumns))) {
       Result<StoredEntry> e = DecodeEntry(row, 0);
       if (!e.ok()) return e.status().WithContext(impl_->where + " failed its integrity check");
     }
+    watch.Extend();
     for (const pqxx::row& row :
          tx.exec("SELECT seq, entry_id, ns, action, version, content, context, tags, metadata, "
                  "importance, at_ms, source, reason FROM history")) {
       Result<HistoryRecord> h = DecodeHistory(row);
       if (!h.ok()) return h.status().WithContext(impl_->where + " failed its integrity check");
     }
+    watch.Extend();
     const pqxx::row orphans = tx.exec1(
         "SELECT count(*) FROM turns t LEFT JOIN sessions s ON s.id = t.session_id "
         "WHERE s.id IS NULL");

@@ -1,11 +1,13 @@
 // PostgresStore against a real PostgreSQL cluster (MANN_TEST_POSTGRES_URL); each test works in a
 // database of its own, created and dropped by TestDatabase.
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <future>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -15,7 +17,9 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -642,6 +646,239 @@ TEST_F(PostgresStoreTest, UnreachableServerIsUnavailableQuicklyAndNamesNoPasswor
       << store.status().ToString();
   EXPECT_FALSE(Contains(store.status().message(), "hunter2")) << store.status().ToString();
   EXPECT_LT(took, milliseconds(3000));
+}
+
+// A loopback socket that listens and never accepts: the kernel completes every handshake, and
+// nothing ever answers, like a stopped postmaster. Closed with the object.
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+        ::listen(fd_, 16) == 0 &&
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~SilentListener() { ::close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// A TCP proxy on loopback in front of the test cluster that can be told to stop forwarding
+// (a black hole): its connections stay up and nothing comes back, which is what a client sees
+// of a SIGSTOPped server. Every thread ends, and every socket closes, with the object.
+class BlackHoleProxy {
+ public:
+  // `url` is a postgresql:// URL with host:port; the proxy forwards to that address.
+  explicit BlackHoleProxy(const std::string& url) {
+    const std::size_t at = url.find('@');
+    const std::size_t begin = at == std::string::npos ? url.find("://") + 3 : at + 1;
+    const std::size_t end = url.find_first_of("/?", begin);
+    authority_ = url.substr(begin, end - begin);
+    const std::size_t colon = authority_.rfind(':');
+    if (colon == std::string::npos) return;
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (::getaddrinfo(authority_.substr(0, colon).c_str(), authority_.substr(colon + 1).c_str(),
+                      &hints, &found) != 0) {
+      return;
+    }
+    std::memcpy(&upstream_, found->ai_addr, sizeof(upstream_));
+    ::freeaddrinfo(found);
+
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::listen(listen_fd_, 16) != 0 ||
+        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    threads_.emplace_back([this] { AcceptLoop(); });
+  }
+
+  ~BlackHoleProxy() {
+    stopping_ = true;
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(mu_);
+      threads.swap(threads_);
+    }
+    for (std::thread& t : threads) t.join();
+    std::lock_guard lock(mu_);
+    for (std::thread& t : threads_) t.join();  // pumps the accept loop started while joining
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+  }
+
+  int port() const { return port_; }
+  // `url` with its host:port pointed at the proxy.
+  std::string Route(const std::string& url) const {
+    std::string out = url;
+    out.replace(url.find(authority_), authority_.size(), fmt::format("127.0.0.1:{}", port_));
+    return out;
+  }
+  void SetForwarding(bool on) { forwarding_ = on; }
+
+ private:
+  void AcceptLoop() {
+    while (!stopping_) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      const int client = ::accept(listen_fd_, nullptr, nullptr);
+      if (client < 0) continue;
+      const int upstream = ::socket(AF_INET, SOCK_STREAM, 0);
+      if (::connect(upstream, reinterpret_cast<const sockaddr*>(&upstream_), sizeof(upstream_)) !=
+          0) {
+        ::close(upstream);
+        ::close(client);
+        continue;
+      }
+      std::lock_guard lock(mu_);
+      threads_.emplace_back([this, client, upstream] { Pump(client, upstream); });
+    }
+  }
+
+  // Copies bytes both ways while forwarding; holds them (reads nothing) while not.
+  void Pump(int client, int upstream) {
+    char buffer[16384];
+    bool open = true;
+    while (open && !stopping_) {
+      if (!forwarding_) {
+        ::poll(nullptr, 0, 20);
+        continue;
+      }
+      pollfd p[2] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}};
+      if (::poll(p, 2, 50) <= 0) continue;
+      for (int i = 0; i < 2 && open; ++i) {
+        if ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+        const ssize_t n = ::read(p[i].fd, buffer, sizeof(buffer));
+        if (n <= 0) {
+          open = false;
+          break;
+        }
+        for (ssize_t sent = 0; sent < n && open;) {
+          const ssize_t w = ::send(p[1 - i].fd, buffer + sent, n - sent, MSG_NOSIGNAL);
+          if (w <= 0) open = false;
+          sent += w;
+        }
+      }
+    }
+    ::close(client);
+    ::close(upstream);
+  }
+
+  std::string authority_;
+  sockaddr_in upstream_{};
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> forwarding_{true};
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::vector<std::thread> threads_;  // guarded by mu_
+};
+
+TEST(PostgresStoreStallTest, ConnectingToAServerThatNeverAnswersIsUnavailableInTime) {
+  SilentListener silent;
+  ASSERT_NE(silent.port(), 0);
+  PostgresOptions o;
+  o.url = fmt::format("postgresql://mann@127.0.0.1:{}/nowhere", silent.port());
+  o.connect_timeout = std::chrono::seconds(2);
+  const auto started = SteadyClock::now();
+  auto store = PostgresStore::Open(o);
+  const auto took = SteadyClock::now() - started;
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kUnavailable) << store.status().ToString();
+  EXPECT_LT(took, milliseconds(3500)) << store.status().ToString();
+}
+
+TEST_F(PostgresStoreTest, CallsToAServerThatStoppedAnsweringAreUnavailableWithinTheBound) {
+  BlackHoleProxy proxy(db_.url());
+  ASSERT_NE(proxy.port(), 0);
+  PostgresOptions o = Options();
+  o.url = proxy.Route(db_.url());
+  o.connect_timeout = std::chrono::seconds(2);
+  o.statement_timeout = milliseconds(500);
+  const milliseconds bound(2000 + 500 + 1000);  // connect + statement timeouts + slack
+  auto store = OpenOrDie(o);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(Upsert(MakeEntry("before"))).ok());
+  ASSERT_TRUE(store->WaitForChanges(milliseconds(10)).ok());  // connect the listener
+  // The writer is idle (it may prune after a batch), so the connection below is the pooled one.
+  ASSERT_TRUE(store->Flush().ok());
+  ASSERT_TRUE(store->Counters().ok());
+
+  proxy.SetForwarding(false);
+  // A read on a pooled connection: cut off by the watchdog, not retried.
+  auto started = SteadyClock::now();
+  auto counters = store->Counters();
+  auto took = SteadyClock::now() - started;
+  ASSERT_FALSE(counters.ok());
+  EXPECT_EQ(counters.status().code(), StatusCode::kUnavailable) << counters.status().ToString();
+  EXPECT_TRUE(Contains(counters.status().message(), "did not answer within 3500 ms"))
+      << counters.status().ToString();
+  EXPECT_GE(took, bound - milliseconds(100));
+  EXPECT_LT(took, bound + milliseconds(1500));
+  const auto read_took = std::chrono::duration_cast<milliseconds>(took);
+
+  // A write through the writer thread: its pooled connection is gone, and a new one cannot
+  // finish connecting, so it fails within connect_timeout (or the bound, on a pooled one).
+  started = SteadyClock::now();
+  Status write = store->Commit(Upsert(MakeEntry("during")));
+  took = SteadyClock::now() - started;
+  EXPECT_EQ(write.code(), StatusCode::kUnavailable) << write.ToString();
+  EXPECT_LT(took, bound + milliseconds(1500)) << write.ToString();
+  fmt::print("stalled server: read cut off after {} ms, write refused after {} ms (bound {} ms)\n",
+             read_took.count(), std::chrono::duration_cast<milliseconds>(took).count(),
+             bound.count());
+
+  // Waiting for notifications is bounded by its own timeout on a silent connection.
+  started = SteadyClock::now();
+  Status wait = store->WaitForChanges(milliseconds(200));
+  took = SteadyClock::now() - started;
+  EXPECT_LT(took, milliseconds(1500)) << wait.ToString();
+
+  // Back again: the cut-off connections were dropped, not reused, so every call works.
+  proxy.SetForwarding(true);
+  EXPECT_TRUE(store->Counters().ok());
+  EXPECT_TRUE(store->Commit(Upsert(MakeEntry("after"))).ok());
+  std::set<std::string> ids;
+  for (const StoredEntry& e : LoadAll(*store)) ids.insert(e.entry.id);
+  EXPECT_TRUE(ids.count("before") == 1 && ids.count("after") == 1) << ids.size();
+  EXPECT_TRUE(store->WaitForChanges(milliseconds(10)).ok() ||
+              store->WaitForChanges(milliseconds(10)).ok());
+}
+
+TEST_F(PostgresStoreTest, QuickCallsNearTheBoundAreNeverCutOffLater) {
+  // Many calls, each far inside its bound, on a small pool: a watch must end with its call,
+  // so no later lease of the same connection is shut down by an earlier call's deadline.
+  PostgresOptions o = Options();
+  o.connect_timeout = std::chrono::seconds(1);
+  o.statement_timeout = milliseconds(200);  // bound: 2200 ms, well inside the loop's 3 s
+  o.max_connections = 2;
+  auto store = OpenOrDie(o);
+  ASSERT_NE(store, nullptr);
+  const auto until = SteadyClock::now() + milliseconds(3000);
+  int calls = 0;
+  while (SteadyClock::now() < until && calls < 100'000) {
+    auto counters = store->Counters();
+    ASSERT_TRUE(counters.ok()) << "call " << calls << ": " << counters.status().ToString();
+    ++calls;
+  }
+  EXPECT_GT(calls, 10);
+  EXPECT_EQ(store->Stats().connects, 1u) << "no connection was shut down and replaced";
 }
 
 TEST_F(PostgresStoreTest, DescribeAndRedactionNeverShowThePassword) {

@@ -21,7 +21,11 @@
 // Failure: connections come from a small pool and are made on demand. When the server cannot be
 // reached, a call returns Unavailable naming the server (never the password) within about
 // connect_timeout (statements are bounded by statement_timeout, dead peers by TCP keepalives
-// and tcp_user_timeout); the next call connects afresh. A connection found broken before its
+// and tcp_user_timeout); the next call connects afresh. A server that keeps its connections
+// but stops answering (SIGSTOP, a hung disk) is bounded from the client: a watchdog thread shuts
+// down the socket of any call that has held its connection longer than connect_timeout +
+// statement_timeout + 1 s; that call returns Unavailable ("did not answer within N ms") without
+// a retry, and its connection is dropped. A connection found broken before its
 // transaction committed is replaced and the call retried once, so a server restart costs no
 // error to a caller that arrives after it. When a COMMIT itself is cut off, the outcome is
 // unknown: the caller gets Unavailable and must not assume either way (the memory bank then
