@@ -184,6 +184,27 @@ def http_get(port, path):
         conn.close()
 
 
+def timed_request(port, method, path, body=None, timeout=TIMEOUT):
+    """(status, parsed JSON or text, seconds taken) of a request to http://127.0.0.1:port; a JSON
+    body is sent for `body`. Status 0, with the error as text, when the connection failed or
+    timed out: for tests that expect outages and must tell a refusal from a hang."""
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        ctype = resp.getheader("Content-Type", "")
+        parsed = json.loads(text) if ctype.startswith("application/json") and text else text
+        return resp.status, parsed, time.monotonic() - started
+    except OSError as e:
+        return 0, f"{type(e).__name__}: {e}", time.monotonic() - started
+    finally:
+        conn.close()
+
+
 def wait_for(what, probe):
     """Calls probe() until it returns something truthy, for at most TIMEOUT seconds; returns that,
     or raises TimeoutError naming `what` and the last value seen."""

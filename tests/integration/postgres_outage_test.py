@@ -17,8 +17,6 @@ Every wait is bounded; the whole test takes about a minute (at most 3).
 """
 
 import argparse
-import http.client
-import json
 import os
 import random
 import signal
@@ -134,22 +132,7 @@ class Replica:
 
     def request(self, method, path, body=None):
         """(status, parsed body, seconds taken); status 0 for a connection error or a timeout."""
-        started = time.monotonic()
-        conn = http.client.HTTPConnection("127.0.0.1", self.server.port,
-                                          timeout=CLIENT_TIMEOUT_S)
-        try:
-            data = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            text = resp.read().decode()
-            ctype = resp.getheader("Content-Type", "")
-            parsed = json.loads(text) if ctype.startswith("application/json") and text else text
-            return resp.status, parsed, time.monotonic() - started
-        except OSError as e:
-            return 0, f"{type(e).__name__}: {e}", time.monotonic() - started
-        finally:
-            conn.close()
+        return harness.timed_request(self.server.port, method, path, body, CLIENT_TIMEOUT_S)
 
     def write(self, content):
         return self.request("POST", "/memories", {"content": content})

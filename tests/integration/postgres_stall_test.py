@@ -15,8 +15,6 @@ Every wait is bounded; the whole test takes about a minute (at most 3).
 """
 
 import argparse
-import http.client
-import json
 import os
 import signal
 import subprocess
@@ -46,22 +44,8 @@ CLIENT_TIMEOUT_S = 90    # no request of this test may take longer: a hang fails
 
 
 def request(port, method, path, body=None, timeout=CLIENT_TIMEOUT_S):
-    """(status, parsed JSON or text, seconds taken); status 0 when the request failed."""
-    started = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        text = resp.read().decode()
-        ctype = resp.getheader("Content-Type", "")
-        parsed = json.loads(text) if ctype.startswith("application/json") and text else text
-        return resp.status, parsed, time.monotonic() - started
-    except OSError as e:
-        return 0, f"{type(e).__name__}: {e}", time.monotonic() - started
-    finally:
-        conn.close()
+    """harness.timed_request with this test's client timeout."""
+    return harness.timed_request(port, method, path, body, timeout)
 
 
 def postgres_pids(services):
