@@ -171,6 +171,53 @@ def read_response(s):
     return status, headers, rest[:length].decode(errors="replace")
 
 
+# ---- a Redis of the test's own ----------------------------------------------------------------
+
+class Redis:
+    """A redis-server on loopback and a free port, without persistence, in `root`/redis. stop()
+    and start() again keep the port, for tests of an outage."""
+
+    def __init__(self, root):
+        self.port = free_port()
+        self.dir = os.path.join(root, "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.log_path = os.path.join(root, "redis.log")
+        self.proc = None
+        self.log = None
+        self.start()
+
+    def start(self):
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(f"redis-server listening on {self.port}", self.listening)
+
+    def listening(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with status {self.proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def cli(self, *args):
+        """redis-cli's output for one command, stripped."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                             text=True, timeout=TIMEOUT)
+        return out.stdout.strip()
+
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc, self.log)
+            self.proc = None
+
+
 # ---- waiting, and Prometheus ------------------------------------------------------------------
 
 def http_get(port, path):

@@ -35,7 +35,6 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -726,45 +725,10 @@ def test_alert_test(mann, root, mail, python):
         refusing.stop()
 
 
-class Redis:
-    """A redis-server of the test's own: loopback, a free port, no persistence, in `root`."""
-
-    def __init__(self, root):
-        self.port = harness.free_port()
-        directory = os.path.join(root, "redis")
-        os.makedirs(directory, exist_ok=True)
-        self.log = open(os.path.join(root, "redis.log"), "a")
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", directory],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        harness.wait_for(f"redis-server listening on {self.port}", self.listening)
-
-    def listening(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with status {self.proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    def cli(self, *args):
-        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
-                             text=True, timeout=TIMEOUT)
-        return out.stdout.strip()
-
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self):
-        harness.stop_process(self.proc, self.log)
-
-
 def test_takeover(mann, root):
     ghost_ttl = 4  # seconds the dead replica's lock still has
     key = "mann:alert:disk"
-    redis = Redis(root)
+    redis = harness.Redis(root)
     replicas = []
     try:
         # A replica took the lock of the "disk" alert and died before its outbox had the event.

@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,42 +26,6 @@ TIMEOUT = harness.TIMEOUT
 checks = harness.Checks()
 check = checks.check
 STATISTICS_LIMIT = 5  # per minute, for the one caller (127.0.0.1) across both replicas
-
-
-class Redis:
-    """A redis-server on loopback and a free port, without persistence, in `root`."""
-
-    def __init__(self, root):
-        self.port = harness.free_port()
-        self.root = root
-        self.proc = None
-        self.log = None
-        self.start()
-
-    def start(self):
-        self.log = open(os.path.join(self.root, "redis.log"), "a")
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.root],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        harness.wait_for(f"redis-server listening on {self.port}", self.listening)
-
-    def listening(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with status {self.proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    def stop(self):
-        if self.proc is not None:
-            harness.stop_process(self.proc, self.log)
-            self.proc = None
-
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
 
 
 def post_raw(srv, path, body):
@@ -233,7 +196,7 @@ def main():
     servers = []
     try:
         try:
-            redis = Redis(root)
+            redis = harness.Redis(root)
             common = ["--set", f"redis.url={redis.url()}",
                       "--set", f"rate_limit.rules=GET /statistics={STATISTICS_LIMIT}/minute",
                       "--set", "log.level=info"]
