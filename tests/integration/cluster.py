@@ -4,8 +4,6 @@ replicas sharing them, nginx in front with an upstream of the replicas, and opti
 Prometheus scraping every replica. Every process binds 127.0.0.1 and lives under one temporary
 root; Cluster.stop() ends them all, also after a failure."""
 
-import http.client
-import json
 import os
 import signal
 import subprocess
@@ -195,19 +193,11 @@ class Cluster:
             raise
 
     def request(self, method, path, body=None, timeout=harness.TIMEOUT):
-        """Through nginx: (status, parsed JSON or text)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.nginx.port, timeout=timeout)
-        try:
-            data = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            text = resp.read().decode()
-            ctype = resp.getheader("Content-Type", "")
-            return resp.status, (json.loads(text) if ctype.startswith("application/json")
-                                 and text else text)
-        finally:
-            conn.close()
+        """Through nginx: (status, parsed JSON or text); OSError when nginx cannot be reached."""
+        status, parsed, _ = harness.timed_request(self.nginx.port, method, path, body, timeout)
+        if status == 0:
+            raise OSError(parsed)
+        return status, parsed
 
     def stop(self):
         for part in [self.prometheus, self.nginx]:
