@@ -696,7 +696,8 @@ std::vector<KeySpec> BuildTable() {
       .default_text = "true",
       .constraint = AnyBool{},
       .help = "Cache POST /search answers: in process, or in Redis when redis.url is set; "
-              "with Redis, also share embeddings between replicas.",
+              "with Redis, also share embeddings between replicas. False turns every cache "
+              "off, the in-process embedding cache included.",
   }));
   t.push_back(Key<&C::cache, &CacheConfig::size>({
       .key = "cache.size",

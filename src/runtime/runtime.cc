@@ -169,7 +169,9 @@ Status Runtime::OpenEncoders() {
     }
   }
 
-  const std::size_t cache = static_cast<std::size_t>(std::max(0, c.cache_size));
+  // cache.enabled (MANN_ENABLE_CACHING) switches every cache off, the embeddings' included.
+  const std::size_t cache =
+      config_.cache.enabled ? static_cast<std::size_t>(std::max(0, c.cache_size)) : 0;
   if (kind == "remote") {
     router_ = encode::Router::Single(*dense_, cache);
   } else if (kind == "use-lite") {

@@ -144,6 +144,26 @@ TEST_F(RuntimeTest, EncoderDimensionComesFromTheConfig) {
   EXPECT_NE(bad.status().message().find("encoder.dimension"), std::string::npos);
 }
 
+TEST_F(RuntimeTest, CachingOffTurnsTheEmbeddingCacheOffToo) {
+  config::Config c = ConfigAt(root_ / "on");
+  c.encoder.kind = "hashed";
+  c.encoder.cache_size = 16;
+  {
+    auto rt = Runtime::Open(c, clock_);
+    ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+    ASSERT_NE((*rt)->router().cache(), nullptr);
+    EXPECT_EQ((*rt)->router().cache()->capacity(), 16u);
+  }
+  c.cache.enabled = false;
+  c.storage.data_dir = (root_ / "off").string();
+  auto rt = Runtime::Open(c, clock_);
+  ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+  EXPECT_EQ((*rt)->router().cache(), nullptr);
+  AddRequest add;
+  add.content = "caching off still embeds";
+  ASSERT_TRUE((*rt)->bank().Add(add).ok());
+}
+
 TEST_F(RuntimeTest, DefaultEncoderIsTheSentenceEncoderWithTheHashedOneForOtherScripts) {
   auto rt = Runtime::Open(ConfigAt(root_ / "d"), clock_);
   ASSERT_TRUE(rt.ok()) << rt.status().ToString();
