@@ -139,6 +139,7 @@ TEST(ConfigDefaults, EveryKeyHasItsDocumentedDefault) {
       {"storage.data_dir", "\"/home/ana/.local/share/mann\""},
       {"storage.postgres_url", "\"\""},
       {"storage.postgres_connect_timeout", "5"},
+      {"storage.postgres_statement_timeout", "30"},
       {"backup.dir", "\"/home/ana/.local/share/mann/backups\""},
       {"backup.retention_days", "7"},
       {"backup.upload_command", "\"\""},
@@ -379,6 +380,10 @@ TEST(ConfigEnv, EveryVariableInTheTableIsHonoured) {
       {"MANN_DATABASE_CONNECT_TIMEOUT", "9",
        [](const Config& c) {
          return c.storage.postgres_connect_timeout == std::chrono::seconds(9);
+       }},
+      {"MANN_DATABASE_STATEMENT_TIMEOUT", "12",
+       [](const Config& c) {
+         return c.storage.postgres_statement_timeout == std::chrono::seconds(12);
        }},
       {"MANN_FUSION", "rrf", [](const Config& c) { return c.retrieval.fusion == "rrf"; }},
       {"MANN_CHAT_MIN_RELEVANCE", "0.5",

@@ -778,6 +778,15 @@ std::vector<KeySpec> BuildTable() {
               "(the API answers 503).",
       .unit = "seconds",
   }));
+  t.push_back(Key<&C::storage, &StorageConfig::postgres_statement_timeout>({
+      .key = "storage.postgres_statement_timeout",
+      .env = "MANN_DATABASE_STATEMENT_TIMEOUT",
+      .default_text = "30",
+      .constraint = IntRange{1, 3600},
+      .help = "How long one PostgreSQL statement may run (statement_timeout); a server that "
+              "stops answering is cut off after this plus the connect timeout and 1 s.",
+      .unit = "seconds",
+  }));
   t.push_back(Key<&C::storage, &StorageConfig::data_dir>({
       .key = "storage.data_dir",
       .env = "MANN_DATA_DIR",

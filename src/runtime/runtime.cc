@@ -73,6 +73,9 @@ Result<std::unique_ptr<store::Store>> OpenStore(const config::StorageConfig& sto
     if (storage.postgres_connect_timeout.count() > 0) {
       options.connect_timeout = storage.postgres_connect_timeout;
     }
+    if (storage.postgres_statement_timeout.count() > 0) {
+      options.statement_timeout = storage.postgres_statement_timeout;
+    }
     MANN_ASSIGN_OR_RETURN(auto pg, store::PostgresStore::Open(options));
     return std::unique_ptr<store::Store>(std::move(pg));
   }

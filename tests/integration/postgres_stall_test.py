@@ -30,7 +30,7 @@ checks = harness.Checks()
 check = checks.check
 
 CONNECT_TIMEOUT_S = 2    # storage.postgres_connect_timeout of the server
-STATEMENT_TIMEOUT_S = 30  # PostgresOptions::statement_timeout, the default serve uses
+STATEMENT_TIMEOUT_S = 5  # storage.postgres_statement_timeout of the server (default 30)
 CALL_BOUND_S = CONNECT_TIMEOUT_S + STATEMENT_TIMEOUT_S + 1  # the watchdog's bound on one call
 HEALTH_BOUND_S = 1.0
 READY_BOUND_S = CALL_BOUND_S + 3.0
@@ -83,6 +83,7 @@ def stall_and_recover(mann, root):
             "--set", "storage.backend=postgres",
             "--set", f"storage.postgres_url={services.postgres_url}",
             "--set", f"storage.postgres_connect_timeout={CONNECT_TIMEOUT_S}",
+            "--set", f"storage.postgres_statement_timeout={STATEMENT_TIMEOUT_S}",
             "--set", "monitoring.enabled=false")
         port = server.port
         status, _, _ = request(port, "GET", "/ready")

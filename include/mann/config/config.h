@@ -154,6 +154,7 @@ struct StorageConfig {
   std::string data_dir;      // never empty after loading
   std::string postgres_url;  // secret; set when backend is "postgres"
   std::chrono::seconds postgres_connect_timeout{0};
+  std::chrono::seconds postgres_statement_timeout{0};  // also bounds a call to a stalled server
 };
 
 // `mann backup` (store::MakeBackup, store::PruneBackups).
