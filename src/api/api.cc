@@ -172,6 +172,12 @@ Response IdError(const Status& status, std::string_view id, std::string_view loc
   return ErrorFromStatus(status, location);
 }
 
+// /health?detail=1 runs the health checks, which may wait; plain /health never does.
+bool HealthDetailRequested(const Request& request) {
+  FieldReader in(request.query);
+  return in.Bool("detail").value_or(false);
+}
+
 }  // namespace
 
 Api::Api(runtime::Runtime& runtime, ApiOptions options)
@@ -190,12 +196,13 @@ Status Api::RegisterRoutes(server::Router& router) {
     // call bound of a stalled PostgreSQL; /metrics may too (the pager's outbox gauge). Reads
     // are served from memory but wait on the bank's lock, which a reload after a failed commit
     // holds while it reads the store. /openapi.json never waits, nor does /health, which
-    // liveness probes must reach whatever the store does (its ?detail=1 checks wait at most
-    // the health checker's budget).
+    // liveness probes must reach whatever the store does; its ?detail=1 runs the checks,
+    // which may wait the health checker's budget, so that form goes to the pool.
     bool blocking = true;
+    bool (*blocking_when)(const Request&) = nullptr;  // blocking for some requests only
   };
   const Route routes[] = {
-      {"GET", "/health", &Api::Health, false, false},
+      {"GET", "/health", &Api::Health, false, false, &HealthDetailRequested},
       {"GET", "/ready", &Api::Ready, false},
       {"GET", "/metrics", &Api::Metrics, false},
       {"GET", "/openapi.json", &Api::OpenApi, false, false},
@@ -214,7 +221,7 @@ Status Api::RegisterRoutes(server::Router& router) {
   for (const Route& r : routes) {
     MANN_RETURN_IF_ERROR(router.Add(
         r.method, r.path, [this, h = r.handler](const Request& req) { return (this->*h)(req); },
-        {.json_body = r.json_body, .blocking = r.blocking}));
+        {.json_body = r.json_body, .blocking = r.blocking, .blocking_when = r.blocking_when}));
   }
   return {};
 }

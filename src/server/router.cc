@@ -64,6 +64,18 @@ std::optional<SplitTarget> Split(std::string_view target) {
   return SplitTarget{target.substr(0, question), target.substr(question + 1)};
 }
 
+// Whether a request of the route runs on the handler pool. A predicate that throws says yes:
+// the pool is the safe side when it cannot tell.
+bool BlockingFor(const RouteOptions& options, const Request& request) {
+  if (options.blocking) return true;
+  if (!options.blocking_when) return false;
+  try {
+    return options.blocking_when(request);
+  } catch (...) {
+    return true;
+  }
+}
+
 }  // namespace
 
 struct Router::Endpoint {
@@ -203,7 +215,8 @@ Status Router::Add(std::string_view method, std::string_view path_template, Hand
     return AlreadyExistsError(where + ": already registered");
   }
   node->endpoint->routes.push_back({std::string(method), std::move(handler), options});
-  impl_->any_blocking = impl_->any_blocking || options.blocking;
+  impl_->any_blocking =
+      impl_->any_blocking || options.blocking || static_cast<bool>(options.blocking_when);
   impl_->registered.emplace_back(std::string(method), std::string(path_template));
   return Status::Ok();
 }
@@ -289,7 +302,7 @@ Router::Resolved Router::Resolve(Request& request) const {
       request.path_params[match->endpoint->param_names[i]] = std::move(match->values[i]);
     }
     const Endpoint::Route* route = match->endpoint->Select(request.method);
-    resolved.blocking_ = route != nullptr && route->options.blocking;
+    resolved.blocking_ = route != nullptr && BlockingFor(route->options, request);
   }
   return resolved;
 }

@@ -282,5 +282,30 @@ TEST(HttpRouter, ResolveTellsWhetherTheMatchedRouteIsBlocking) {
   }
 }
 
+TEST(HttpRouter, ARouteCanBeBlockingForSomeRequestsOnly) {
+  Router router;
+  auto detail = [](const Request& r) { return r.Query("detail") == "1"; };
+  ASSERT_TRUE(router.Add("GET", "/health", Echo, {.blocking_when = detail}).ok());
+  EXPECT_TRUE(router.HasBlockingRoutes()) << "the server must start its handler pool";
+  auto throws = [](const Request&) -> bool { throw std::runtime_error("cannot tell"); };
+  ASSERT_TRUE(router.Add("GET", "/odd", Echo, {.blocking_when = throws}).ok());
+
+  struct Case {
+    const char* target;
+    bool blocking;
+  };
+  const Case cases[] = {
+      {"/health", false},
+      {"/health?detail=0", false},
+      {"/health?detail=1", true},
+      {"/odd", true},  // a predicate that throws sends the request to the pool
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.target);
+    Request request = MakeRequest("GET", c.target);
+    EXPECT_EQ(router.Resolve(request).blocking(), c.blocking);
+  }
+}
+
 }  // namespace
 }  // namespace mann::server

@@ -65,6 +65,10 @@ struct RouteOptions {
   // its handler pool (ServerOptions::handler_threads), so the I/O threads keep serving. Other
   // handlers run inline on the connection's I/O thread, which costs no hand-off.
   bool blocking = false;
+  // Blocking only for the requests this says so of (a query parameter that asks for slow
+  // work), asked after the path and query are decoded; ignored when `blocking` is set. One that
+  // throws counts as yes.
+  std::function<bool(const Request&)> blocking_when = {};
 };
 
 class Router {
