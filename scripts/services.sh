@@ -22,8 +22,9 @@ free_port() {
 print(s.getsockname()[1])'
 }
 
+# From /, since the postgres user may not enter the caller's directory (a private temp dir).
 as_pg_user() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [[ $(id -u) -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
