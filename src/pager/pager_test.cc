@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -13,7 +14,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/sinks/base_sink.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,26 +53,43 @@ bool WaitUntil(const std::function<bool()>& done, std::chrono::milliseconds time
 // Sends every line of the "pager" logger, at every level, into a string while alive.
 class LogCapture {
  public:
-  LogCapture() : logger_(log::Get("pager")) {
+  LogCapture() : logger_(log::Get("pager")), sink_(std::make_shared<TextSink>()) {
     saved_sinks_ = logger_->sinks();
     saved_level_ = logger_->level();
-    logger_->sinks().push_back(std::make_shared<spdlog::sinks::ostream_sink_mt>(stream_));
+    logger_->sinks().push_back(sink_);
     logger_->set_level(spdlog::level::trace);
   }
   ~LogCapture() {
     logger_->sinks() = saved_sinks_;
     logger_->set_level(saved_level_);
   }
-  std::string text() {
-    logger_->flush();
-    return stream_.str();
-  }
+  // Safe while the pager's threads log: the text is read under the sink's own lock.
+  std::string text() { return sink_->text(); }
 
  private:
+  class TextSink : public spdlog::sinks::base_sink<std::mutex> {
+   public:
+    std::string text() {
+      std::lock_guard lock(mutex_);
+      return text_;
+    }
+
+   protected:
+    void sink_it_(const spdlog::details::log_msg& message) override {
+      spdlog::memory_buf_t line;
+      formatter_->format(message, line);
+      text_.append(line.data(), line.size());
+    }
+    void flush_() override {}
+
+   private:
+    std::string text_;  // guarded by mutex_
+  };
+
   std::shared_ptr<spdlog::logger> logger_;
+  std::shared_ptr<TextSink> sink_;
   std::vector<spdlog::sink_ptr> saved_sinks_;
   spdlog::level::level_enum saved_level_;
-  std::ostringstream stream_;
 };
 
 std::string MakeTempDir() {
@@ -536,8 +554,11 @@ TEST_F(PagerTest, SecretsStayOutOfTheOutboxTheLogsAndTheErrors) {
   EXPECT_THAT(row.last_error, Not(HasSubstr(key)));
   EXPECT_THAT(row.last_error, Not(HasSubstr("urltoken42")));
   EXPECT_THAT(row.last_error, HasSubstr("[redacted]"));
+  // The refusal is logged just after the row is marked failed, on the delivery thread.
+  EXPECT_TRUE(WaitUntil([&] {
+    return logs.text().find("notification refused") != std::string::npos;
+  })) << logs.text();
   const std::string log_text = logs.text();
-  EXPECT_THAT(log_text, HasSubstr("notification refused"));
   EXPECT_THAT(log_text, Not(HasSubstr(key)));
   EXPECT_THAT(log_text, Not(HasSubstr("urltoken42")));
   EXPECT_THAT(registry_.Render(), Not(HasSubstr(key)));
