@@ -1,14 +1,15 @@
 // Retrieval quality of the read head on a hand-written evaluation set (bench/data/).
 //
 // Every fact of the set is stored in a fresh bank (one namespace per language, write head off so
-// nothing merges), then every question is searched (top 5, no usage bump) under four rankings:
-// lexical only, dense only, the weighted sum and reciprocal rank fusion. Recency and importance
+// nothing merges), then every question is searched (top 5, no usage bump) under five rankings:
+// lexical only, dense only, the default weighted sum (lexical weight scaled by its confidence),
+// the plain weighted sum, and reciprocal rank fusion. Recency and importance
 // are switched off so only the similarity ranks. A question is answered when its own fact comes
 // back; the program reports hit@1, hit@5 and MRR (cut off at rank 5) for all questions, each
 // language, and the paraphrase and word-overlap halves of the set.
 //
 //   build/retrieval_eval_bench [--data bench/data/retrieval_eval.jsonl] [--encoder use-lite]
-//                              [--json] [--strict] [--min_hit5 0.9]
+//                              [--json] [--strict] [--min_hit5 0.9] [--require_fusion_gain]
 //
 // Not a Google Benchmark program: it measures quality, not time, so it has its own main(). The
 // build links it against benchmark::benchmark like every bench/*_bench.cc; nothing of that
@@ -310,7 +311,8 @@ struct Encoders {
 // The dense encoders by name, as the runtime chooses them for encoder.kind: "use-lite" is the
 // default deployment (English and glossed Vietnamese through the sentence encoder, other
 // scripts hashed); "use-lite-nogloss" sends Vietnamese to the hashed encoder instead.
-Result<Encoders> MakeEncoders(const std::string& name, const std::string& model_dir) {
+Result<Encoders> MakeEncoders(const std::string& name, const std::string& model_dir,
+                              encode::UseLiteKernel kernel) {
   Encoders e;
   MANN_ASSIGN_OR_RETURN(encode::HashedEncoder hashed,
                         encode::HashedEncoder::Create(encode::HashedEncoderOptions{}));
@@ -320,7 +322,7 @@ Result<Encoders> MakeEncoders(const std::string& name, const std::string& model_
     return e;
   }
   if (name == "use-lite" || name == "use-lite-nogloss") {
-    MANN_ASSIGN_OR_RETURN(auto sentence, encode::UseLiteEncoder::Load(model_dir));
+    MANN_ASSIGN_OR_RETURN(auto sentence, encode::UseLiteEncoder::Load(model_dir, kernel));
     e.owned.push_back(std::move(sentence));
     const text::Glosser* gloss = name == "use-lite" ? &text::Glosser::BuiltIn() : nullptr;
     e.router = encode::Router::Sentence(*e.owned[1], gloss, *e.owned[0]);
@@ -334,7 +336,8 @@ Result<Encoders> MakeEncoders(const std::string& name, const std::string& model_
 
 // ---- rankings and scores -------------------------------------------------------------------
 
-// The ranking the runtime uses by default (retrieval.fusion and its weights).
+// The ranking the runtime uses by default (retrieval.fusion, its weights, and lexical_confidence;
+// "plain sum" is the same without lexical_confidence).
 constexpr std::string_view kDefaultMethod = "weighted sum 0.5/0.5";
 
 struct Method {
@@ -342,29 +345,34 @@ struct Method {
   BankOptions options;
 };
 
-// The four rankings of the report, then a weighted sum for each extra dense weight asked for
-// (--dense_weights), the lexical weight being 1 minus it.
+// The five rankings of the report, then a weighted and a plain sum for each extra dense weight
+// asked for (--dense_weights), the lexical weight being 1 minus it.
 std::vector<Method> Methods(const std::vector<float>& extra_dense_weights) {
   BankOptions base;
   base.recency_weight = 0.0;    // every fact is stored at once; age must not rank
   base.importance_boost = 0.0;  // all facts have importance 1 anyway; keep it out on purpose
-  auto with = [&](index::FusionMethod m, float dense, float lexical) {
+  auto with = [&](index::FusionMethod m, float dense, float lexical, bool confidence) {
     BankOptions o = base;
     o.fusion.method = m;
     o.fusion.dense_weight = dense;
     o.fusion.lexical_weight = lexical;
+    o.fusion.lexical_confidence = confidence;
     return o;
   };
   using index::FusionMethod;
   std::vector<Method> methods = {
-      {"lexical only", with(FusionMethod::kWeightedSum, 0.0f, 1.0f)},
-      {"dense only", with(FusionMethod::kWeightedSum, 1.0f, 0.0f)},
-      {"weighted sum 0.5/0.5", with(FusionMethod::kWeightedSum, 0.5f, 0.5f)},
-      {"rrf k=60", with(FusionMethod::kReciprocalRank, 0.5f, 0.5f)},
+      // Scaling by confidence would change a single list's similarities, never its order.
+      {"lexical only", with(FusionMethod::kWeightedSum, 0.0f, 1.0f, false)},
+      {"dense only", with(FusionMethod::kWeightedSum, 1.0f, 0.0f, false)},
+      {std::string(kDefaultMethod), with(FusionMethod::kWeightedSum, 0.5f, 0.5f, true)},
+      {"plain sum 0.5/0.5", with(FusionMethod::kWeightedSum, 0.5f, 0.5f, false)},
+      {"rrf k=60", with(FusionMethod::kReciprocalRank, 0.5f, 0.5f, false)},
   };
   for (float w : extra_dense_weights) {
     methods.push_back({fmt::format("weighted sum {:g}/{:g}", w, 1.0f - w),
-                       with(FusionMethod::kWeightedSum, w, 1.0f - w)});
+                       with(FusionMethod::kWeightedSum, w, 1.0f - w, true)});
+    methods.push_back({fmt::format("plain sum {:g}/{:g}", w, 1.0f - w),
+                       with(FusionMethod::kWeightedSum, w, 1.0f - w, false)});
   }
   return methods;
 }
@@ -637,12 +645,12 @@ bool ReportOverlapProblems(const Report& r, bool strict) {
   return r.check->mislabelled.empty() && enough;
 }
 
-// The default ranking's hit@5 over every question, or -1 when it was not run.
-double DefaultHitAt5(const Evaluation& eval) {
+// A ranking's hits at 5 over every question, or -1 when it was not run.
+long HitsAt5(const Evaluation& eval, std::string_view method) {
   for (const MethodResult& m : eval.results) {
-    if (m.method == kDefaultMethod) return m.slices[kAll].Rate(m.slices[kAll].hit5);
+    if (m.method == method) return static_cast<long>(m.slices[kAll].hit5);
   }
-  return -1.0;
+  return -1;
 }
 
 int Run(int argc, char** argv) {
@@ -656,6 +664,11 @@ int Run(int argc, char** argv) {
   app.add_option("--encoder", encoder_name, "dense encoders: hashed, use-lite, use-lite-nogloss")
       ->capture_default_str();
   app.add_option("--model_dir", model_dir, "the sentence encoder's files")->capture_default_str();
+  std::string kernel_name = "auto";
+  app.add_option("--kernel", kernel_name,
+                 "the sentence encoder's matrix kernel: auto, portable, avx2, avx512 (their "
+                 "vectors differ in the last bits; this shows whether any ranking moves)")
+      ->capture_default_str();
   std::vector<float> extra_dense_weights;
   app.add_option("--dense_weights", extra_dense_weights,
                  "also report the weighted sum at these dense weights (lexical = 1 - dense)")
@@ -668,6 +681,10 @@ int Run(int argc, char** argv) {
   app.add_flag("--strict", strict,
                "fail when a paraphrase label disagrees with the measured overlap, or when fewer "
                "than a third of the questions are low-overlap");
+  bool require_fusion_gain = false;
+  app.add_flag("--require_fusion_gain", require_fusion_gain,
+               "fail unless the default ranking finds more facts in its top 5 than lexical only "
+               "and than dense only");
   double min_hit5 = 0.0;
   app.add_option("--min_hit5", min_hit5,
                  "fail when the default ranking's hit@5 over every question is below this (a "
@@ -685,7 +702,12 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "retrieval_eval: %s\n", set.status().ToString().c_str());
     return 2;
   }
-  Result<Encoders> encoders = MakeEncoders(encoder_name, model_dir);
+  const Result<encode::UseLiteKernel> kernel = encode::ParseUseLiteKernel(kernel_name);
+  if (!kernel.ok()) {
+    std::fprintf(stderr, "retrieval_eval: --kernel: %s\n", kernel.status().ToString().c_str());
+    return 2;
+  }
+  Result<Encoders> encoders = MakeEncoders(encoder_name, model_dir, *kernel);
   if (!encoders.ok()) {
     std::fprintf(stderr, "retrieval_eval: %s\n", encoders.status().ToString().c_str());
     return 2;
@@ -707,11 +729,24 @@ int Run(int argc, char** argv) {
   } else {
     PrintMarkdown(report);
   }
-  const double hit5 = DefaultHitAt5(*eval);
+  const std::string default_name(kDefaultMethod);
+  const long fused = HitsAt5(*eval, kDefaultMethod);
+  const double hit5 = static_cast<double>(fused) / static_cast<double>(set->questions.size());
   if (hit5 < min_hit5) {
     std::fprintf(stderr, "retrieval_eval: %s hit@5 is %.3f, under the floor --min_hit5=%.3f\n",
-                 std::string(kDefaultMethod).c_str(), hit5, min_hit5);
+                 default_name.c_str(), hit5, min_hit5);
     return 1;
+  }
+  for (std::string_view single : {"lexical only", "dense only"}) {
+    const long alone = HitsAt5(*eval, single);
+    if (require_fusion_gain && fused <= alone) {
+      std::fprintf(stderr,
+                   "retrieval_eval: %s finds %ld facts in its top 5, %.*s %ld: fusion must find "
+                   "more (--require_fusion_gain)\n",
+                   default_name.c_str(), fused, static_cast<int>(single.size()), single.data(),
+                   alone);
+      return 1;
+    }
   }
   return strict && !overlap_ok ? 1 : 0;
 }

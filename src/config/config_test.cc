@@ -148,6 +148,7 @@ TEST(ConfigDefaults, EveryKeyHasItsDocumentedDefault) {
       {"retrieval.fusion", "\"weighted_sum\""},
       {"retrieval.dense_weight", "0.5"},
       {"retrieval.lexical_weight", "0.5"},
+      {"retrieval.lexical_confidence", "true"},
       {"retrieval.default_top_k", "5"},
       {"retrieval.recency_half_life_days", "30"},
       {"retrieval.recency_weight", "0.1"},
@@ -220,6 +221,7 @@ TEST(ConfigDefaults, TypedFieldsCarryTheDefaults) {
   EXPECT_EQ(c.retrieval.fusion, "weighted_sum");
   EXPECT_DOUBLE_EQ(c.retrieval.dense_weight, 0.5);
   EXPECT_DOUBLE_EQ(c.retrieval.lexical_weight, 0.5);
+  EXPECT_TRUE(c.retrieval.lexical_confidence);
   EXPECT_EQ(c.retrieval.default_top_k, 5);
   EXPECT_DOUBLE_EQ(c.retrieval.recency_half_life_days, 30);
   EXPECT_DOUBLE_EQ(c.retrieval.recency_weight, 0.1);

@@ -862,6 +862,13 @@ std::vector<KeySpec> BuildTable() {
       .constraint = NumberRange{0, 1},
       .help = "Weight of the lexical (BM25) ranking; dense_weight + lexical_weight must be > 0.",
   }));
+  t.push_back(Key<&C::retrieval, &RetrievalConfig::lexical_confidence>({
+      .key = "retrieval.lexical_confidence",
+      .default_text = "true",
+      .constraint = AnyBool{},
+      .help = "Weighted sum: scale lexical_weight by the query's best lexical score, so that one "
+              "shared word does not outvote the meaning when no memory holds the query's words.",
+  }));
   t.push_back(Key<&C::retrieval, &RetrievalConfig::default_top_k>({
       .key = "retrieval.default_top_k",
       .default_text = "5",

@@ -44,9 +44,15 @@ Merged Merge(std::span<const ScoredDoc> dense, std::span<const ScoredDoc> lexica
 }
 
 void ScoreWeightedSum(Merged& m, const FusionOptions& o) {
+  float lexical_weight = o.lexical_weight;
+  if (o.lexical_confidence) {
+    float best_lexical = 0.0f;
+    for (const FusedDoc& d : m.docs) best_lexical = std::max(best_lexical, d.lexical);
+    lexical_weight *= std::min(best_lexical, 1.0f);
+  }
   for (FusedDoc& d : m.docs) {
     // A negative cosine means "unrelated", not "anti-relevant"; it must not cancel lexical.
-    const float fused = o.dense_weight * std::max(0.0f, d.dense) + o.lexical_weight * d.lexical;
+    const float fused = o.dense_weight * std::max(0.0f, d.dense) + lexical_weight * d.lexical;
     // Weights summing to 1 keep this in [0, 1] already; the clamp holds the promise otherwise.
     d.score = std::clamp(fused, 0.0f, 1.0f);
   }

@@ -18,8 +18,9 @@ struct Case {
   std::vector<FusedDoc> expected;
 };
 
+// The plain weighted sum; the default also scales lexical (WeightedSumWithConfidence...).
 FusionOptions Weighted(float dense, float lexical) {
-  return {FusionMethod::kWeightedSum, dense, lexical, 60.0f};
+  return {FusionMethod::kWeightedSum, dense, lexical, 60.0f, /*lexical_confidence=*/false};
 }
 FusionOptions Rrf(float dense, float lexical, float k) {
   return {FusionMethod::kReciprocalRank, dense, lexical, k};
@@ -72,6 +73,45 @@ TEST(Fuse, WeightedSumCombinesClampsAndOrders) {
   }
 }
 
+TEST(Fuse, WeightedSumWithConfidenceScalesLexicalByTheBestLexicalScore) {
+  FusionOptions confident = Weighted(0.5f, 0.5f);
+  confident.lexical_confidence = true;
+  EXPECT_TRUE(FusionOptions{}.lexical_confidence) << "the default";
+  const std::vector<Case> cases = {
+      // The best lexical score is 0.4, so the lexical weight is 0.5 * 0.4 = 0.2: one shared word
+      // no longer lifts doc 2 over the closer meaning of doc 1 (plainly, 2 would score 0.35).
+      {"weak lexical evidence counts less",
+       confident,
+       {{1, 0.5f}, {2, 0.3f}},
+       {{2, 0.4f}, {3, 0.2f}},
+       {{1, 0.25f, 0.5f, 0.0f}, {2, 0.23f, 0.3f, 0.4f}, {3, 0.04f, 0.0f, 0.2f}}},
+      // A document holding the whole query keeps the full weight: the plain sum.
+      {"a full lexical match keeps the full weight",
+       confident,
+       {{1, 0.9f}, {2, 0.6f}},
+       {{2, 1.0f}, {3, 0.2f}},
+       {{2, 0.8f, 0.6f, 1.0f}, {1, 0.45f, 0.9f, 0.0f}, {3, 0.1f, 0.0f, 0.2f}}},
+      {"no lexical list leaves the dense half",
+       confident,
+       {{3, 0.8f}, {1, 0.4f}},
+       {},
+       {{3, 0.4f, 0.8f, 0.0f}, {1, 0.2f, 0.4f, 0.0f}}},
+      {"lexical only, weak match",
+       [] {
+         FusionOptions o = Weighted(0.0f, 1.0f);
+         o.lexical_confidence = true;
+         return o;
+       }(),
+       {},
+       {{5, 0.5f}, {6, 0.25f}},
+       {{5, 0.25f, 0.0f, 0.5f}, {6, 0.125f, 0.0f, 0.25f}}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ExpectFused(Fuse(c.dense, c.lexical, c.options), c.expected);
+  }
+}
+
 TEST(Fuse, ReciprocalRankRescalesSoRankOneInBothIsOne) {
   // score = (w_d / (k + r_d) + w_l / (k + r_l)) / ((w_d + w_l) / (k + 1))
   auto rrf = [](float wd, float rd, float wl, float rl, float k) {
@@ -114,7 +154,8 @@ TEST(Fuse, OutputDoesNotDependOnWhichListIsWalkedFirst) {
   const List lexical = {{8, 1.0f}, {2, 0.5f}, {5, 0.5f}};
   for (FusionMethod m : {FusionMethod::kWeightedSum, FusionMethod::kReciprocalRank}) {
     SCOPED_TRACE(FusionMethodName(m));
-    const FusionOptions o{m, 0.5f, 0.5f, 60.0f};
+    // Confidence scaling looks at the lexical list only, so it is left out of this symmetry.
+    const FusionOptions o{m, 0.5f, 0.5f, 60.0f, /*lexical_confidence=*/false};
     const std::vector<FusedDoc> a = Fuse(dense, lexical, o);
     const std::vector<FusedDoc> b = Fuse(lexical, dense, o);  // equal weights: symmetric
     ASSERT_EQ(a.size(), 5u);

@@ -104,6 +104,7 @@ Result<BankOptions> BankOptionsFromConfig(const config::Config& config) {
   o.fusion.method = *method;
   o.fusion.dense_weight = static_cast<float>(config.retrieval.dense_weight);
   o.fusion.lexical_weight = static_cast<float>(config.retrieval.lexical_weight);
+  o.fusion.lexical_confidence = config.retrieval.lexical_confidence;
   o.recency_half_life_days = config.retrieval.recency_half_life_days;
   o.recency_weight = config.retrieval.recency_weight;
   o.importance_boost = config.retrieval.importance_boost;

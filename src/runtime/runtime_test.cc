@@ -79,6 +79,7 @@ TEST_F(RuntimeTest, BankOptionsFollowTheConfig) {
   c.retrieval.fusion = "rrf";
   c.retrieval.dense_weight = 0.25;
   c.retrieval.lexical_weight = 0.75;
+  c.retrieval.lexical_confidence = false;  // the bank's own default is true
   c.retrieval.sharpening = 4;
   c.retrieval.importance_boost = 0.3;
   auto o = BankOptionsFromConfig(c);
@@ -90,6 +91,7 @@ TEST_F(RuntimeTest, BankOptionsFollowTheConfig) {
   EXPECT_EQ(o->fusion.method, index::FusionMethod::kReciprocalRank);
   EXPECT_FLOAT_EQ(o->fusion.dense_weight, 0.25f);
   EXPECT_FLOAT_EQ(o->fusion.lexical_weight, 0.75f);
+  EXPECT_FALSE(o->fusion.lexical_confidence);
   EXPECT_DOUBLE_EQ(o->sharpening, 4);
   EXPECT_DOUBLE_EQ(o->importance_boost, 0.3);
 

@@ -173,7 +173,8 @@ struct HealthConfig {
 struct RetrievalConfig {
   std::string fusion;  // "weighted_sum" or "rrf"
   double dense_weight = 0;
-  double lexical_weight = 0;  // dense_weight + lexical_weight > 0
+  double lexical_weight = 0;        // dense_weight + lexical_weight > 0
+  bool lexical_confidence = false;  // weighted sum: lexical weight times the best lexical score
   int default_top_k = 0;
   double recency_half_life_days = 0;
   double recency_weight = 0;

@@ -5,6 +5,12 @@
 //    inputs are already per-query normalized to [0, 1] (cosine for dense, Bm25Index's
 //    normalized score for lexical). A document missing from one list contributes 0 there.
 //    The fused score stays an absolute similarity in [0, 1], which `min_similarity` filters on.
+//    With `lexical_confidence` (the default), the lexical weight is first multiplied by the best
+//    lexical score of the query: how much of the query the closest wording covers. A query that
+//    some document shares nearly all its words with is a lexical question and the lexical list
+//    gets its full weight; a query that no document shares more than a common word with is a
+//    paraphrase, where a shared word ("living" for "live", "City" in "Honda City") is weak
+//    evidence and should not outvote the dense ranking. docs/benchmarks.md measures both.
 //  - kReciprocalRank: score = sum of w / (rrf_k + rank) over the lists the document is in
 //    (rank from 1). Scores are then rescaled so the best possible (rank 1 in both) is 1.
 #pragma once
@@ -28,6 +34,7 @@ struct FusionOptions {
   float dense_weight = 0.5f;
   float lexical_weight = 0.5f;
   float rrf_k = 60.0f;
+  bool lexical_confidence = true;  // weighted sum only
 };
 
 struct FusedDoc {
