@@ -93,14 +93,7 @@ class SharedEmbeddingTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(redis_.Start()) << redis_.error(); }
 
-  std::shared_ptr<RedisClient> Client() {
-    auto client = RedisClient::Create({.url = redis_.url(),
-                                       .min_backoff = milliseconds(20),
-                                       .max_backoff = milliseconds(100),
-                                       .registry = &registry_});
-    EXPECT_TRUE(client.ok()) << client.status().ToString();
-    return client.ok() ? *client : nullptr;
-  }
+  std::shared_ptr<RedisClient> Client() { return testing::QuickClient(redis_, &registry_); }
 
   // One "replica": a Redis client, a shared tier and a Router with an in-process cache of its
   // own over `encoder`.

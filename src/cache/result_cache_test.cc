@@ -116,14 +116,7 @@ class SharedResultCacheTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(redis_.Start()) << redis_.error(); }
 
-  std::shared_ptr<RedisClient> Client() {
-    auto client = RedisClient::Create({.url = redis_.url(),
-                                       .min_backoff = milliseconds(20),
-                                       .max_backoff = milliseconds(100),
-                                       .registry = &registry_});
-    EXPECT_TRUE(client.ok()) << client.status().ToString();
-    return client.ok() ? *client : nullptr;
-  }
+  std::shared_ptr<RedisClient> Client() { return testing::QuickClient(redis_, &registry_); }
 
   // One "replica": a client of its own and a cache on it.
   std::unique_ptr<ResultCache> Replica(std::shared_ptr<RedisClient> client,

@@ -5,6 +5,7 @@
 //   mann::testing::TestingRedis redis;
 //   ASSERT_TRUE(redis.Start()) << redis.error();
 //   ... redis.url() ...  // "redis://127.0.0.1:PORT/0"
+//   std::shared_ptr<cache::RedisClient> client = QuickClient(redis, &registry);
 //
 // Header-only and included only by *_test.cc files.
 #pragma once
@@ -12,16 +13,21 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <mann/cache/redis.h>
+#include <mann/metrics/registry.h>
 
 extern char** environ;
 
@@ -138,5 +144,18 @@ class TestingRedis {
   pid_t pid_ = -1;
   std::string error_;
 };
+
+// A client of `redis` whose reconnection backoff is 20-100 ms, so a test that stops and restarts
+// the server is not left waiting for the production backoff. Null, with a test failure, when the
+// client cannot be made.
+inline std::shared_ptr<cache::RedisClient> QuickClient(const TestingRedis& redis,
+                                                       metrics::Registry* registry) {
+  auto client = cache::RedisClient::Create({.url = redis.url(),
+                                            .min_backoff = std::chrono::milliseconds(20),
+                                            .max_backoff = std::chrono::milliseconds(100),
+                                            .registry = registry});
+  EXPECT_TRUE(client.ok()) << client.status().ToString();
+  return client.ok() ? *client : nullptr;
+}
 
 }  // namespace mann::testing
