@@ -17,6 +17,9 @@
 #include <mann/monitor/health.h>
 #include <mann/server/router.h>
 
+#include "../core/testing_temp_dir.h"
+#include "../runtime/testing_runtime.h"
+
 namespace mann::api {
 namespace {
 
@@ -27,14 +30,9 @@ using ::testing::HasSubstr;
 class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::path(::testing::TempDir()) / "mann-api-XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
-    config::Config c = config::DefaultConfig({{"HOME", root_.string()}});
-    c.storage.data_dir = (root_ / "data").string();
-    c.encoder.kind = "hashed";
-    c.log.level = "warn";
-    auto rt = runtime::Runtime::Open(c, clock_);
+    root_ = dir_.path();
+    ASSERT_FALSE(root_.empty());
+    auto rt = runtime::Runtime::Open(testing::TestRuntimeConfig(root_), clock_);
     ASSERT_TRUE(rt.ok()) << rt.status().ToString();
     runtime_ = std::move(*rt);
     api_ = std::make_unique<Api>(
@@ -44,7 +42,6 @@ class ApiTest : public ::testing::Test {
   void TearDown() override {
     api_.reset();
     runtime_.reset();
-    fs::remove_all(root_);
   }
 
   struct Answer {
@@ -77,6 +74,7 @@ class ApiTest : public ::testing::Test {
     return out;
   }
 
+  testing::TempDir dir_{"mann-api"};
   fs::path root_;
   FakeClock clock_;
   bool draining_ = false;

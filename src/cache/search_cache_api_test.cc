@@ -15,6 +15,8 @@
 #include <mann/runtime/runtime.h>
 #include <mann/server/router.h>
 
+#include "../core/testing_temp_dir.h"
+#include "../runtime/testing_runtime.h"
 #include "testing_redis.h"
 
 namespace mann::cache {
@@ -26,14 +28,9 @@ namespace json = boost::json;
 class SearchCacheApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::path(::testing::TempDir()) / "mann-search-cache-XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
-    config::Config c = config::DefaultConfig({{"HOME", root_.string()}});
-    c.storage.data_dir = (root_ / "data").string();
-    c.encoder.kind = "hashed";
-    c.log.level = "warn";
-    auto rt = runtime::Runtime::Open(c, clock_);
+    root_ = dir_.path();
+    ASSERT_FALSE(root_.empty());
+    auto rt = runtime::Runtime::Open(testing::TestRuntimeConfig(root_), clock_);
     ASSERT_TRUE(rt.ok()) << rt.status().ToString();
     runtime_ = std::move(*rt);
   }
@@ -41,7 +38,6 @@ class SearchCacheApiTest : public ::testing::Test {
     apis_.clear();
     caches_.clear();
     runtime_.reset();
-    fs::remove_all(root_);
   }
 
   // A "replica" on the shared bank: an Api with a cache of its own (on `redis`, or in process).
@@ -87,6 +83,7 @@ class SearchCacheApiTest : public ::testing::Test {
     return at == std::string::npos ? 0 : std::stod(text.substr(at + series.size()));
   }
 
+  testing::TempDir dir_{"mann-search-cache"};
   fs::path root_;
   FakeClock clock_;
   metrics::Registry registry_;

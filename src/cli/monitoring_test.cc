@@ -19,7 +19,9 @@
 #include <mann/pager/pager.h>
 #include <mann/runtime/runtime.h>
 
+#include "../core/testing_temp_dir.h"
 #include "../pager/testing_receiver.h"
+#include "../runtime/testing_runtime.h"
 
 namespace mann::cli {
 namespace {
@@ -314,22 +316,15 @@ TEST(FormatHealthReport, OverallStateThenOneAlignedLinePerCheck) {
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::path(::testing::TempDir()) / "mann-monitoring-XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
-    config_ = config::DefaultConfig({{"HOME", root_.string()}});
-    config_.storage.data_dir = (root_ / "data").string();
-    config_.encoder.kind = "hashed";
-    config_.log.level = "warn";
+    root_ = dir_.path();
+    ASSERT_FALSE(root_.empty());
+    config_ = testing::TestRuntimeConfig(root_);
     config_.memory.memory_size = 2;
     auto rt = runtime::Runtime::Open(config_, clock_);
     ASSERT_TRUE(rt.ok()) << rt.status().ToString();
     runtime_ = std::move(*rt);
   }
-  void TearDown() override {
-    runtime_.reset();
-    fs::remove_all(root_);
-  }
+  void TearDown() override { runtime_.reset(); }
 
   std::string Add(const std::string& ns, const std::string& content) {
     AddRequest r;
@@ -348,6 +343,7 @@ class ServiceTest : public ::testing::Test {
     return nullptr;
   }
 
+  testing::TempDir dir_{"mann-monitoring"};
   fs::path root_;
   FakeClock clock_;
   config::Config config_;

@@ -12,6 +12,7 @@
 
 #include <mann/config/config.h>
 
+#include "../core/testing_temp_dir.h"
 #include "../core/testing_unprivileged.h"
 
 namespace mann::config {
@@ -22,29 +23,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 namespace fs = std::filesystem;
-
-// A private directory for config files, removed with the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::path(::testing::TempDir()) / "mann-config-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed for " << pattern;
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string Write(const std::string& name, const std::string& content) const {
-    const std::string file = (path_ / name).string();
-    std::ofstream(file) << content;
-    return file;
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // The error text of a load that must fail.
 std::string LoadError(const ConfigInputs& inputs) {
@@ -269,7 +247,7 @@ TEST(ConfigDefaults, ExplicitHistoryFileIsKept) {
 // ---- Precedence ------------------------------------------------------------------------------
 
 TEST(ConfigPrecedence, FlagBeatsEnvBeatsFileBeatsDefault) {
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   const std::string file = dir.Write("mann.toml", "[server]\nport = 8100\n");
   ConfigInputs in{.env = kHome};
   EXPECT_EQ(LoadOk(in).config.server.port, 8000);
@@ -812,7 +790,7 @@ TEST(ConfigCrossKey, SkippedWhenAnInvolvedKeyIsAlreadyInvalid) {
 // ---- The TOML file ---------------------------------------------------------------------------
 
 TEST(ConfigFile, NestedTablesFillTypedFields) {
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   const std::string file = dir.Write("mann.toml", R"(
 [server]
 host = "0.0.0.0"
@@ -846,7 +824,7 @@ health_check_interval = 5
 }
 
 TEST(ConfigFile, EmptyFileLeavesTheDefaults) {
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   const std::string file = dir.Write("empty.toml", "");
   LoadedConfig loaded = LoadOk({.file = file});
   EXPECT_EQ(loaded.file, file);
@@ -855,7 +833,7 @@ TEST(ConfigFile, EmptyFileLeavesTheDefaults) {
 
 // As root the load runs in a child as an unprivileged user owning the file: root reads any file.
 TEST(ConfigFile, UnreadableFileIsAnError) {
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   const std::string file = dir.Write("secret.toml", "[server]\nport = 1\n");
   Status given = test_support::GiveToUnprivilegedUser(dir.path());
   ASSERT_TRUE(given.ok()) << given.ToString();
@@ -867,13 +845,13 @@ TEST(ConfigFile, UnreadableFileIsAnError) {
 }
 
 TEST(ConfigFile, DottedKeysAtTopLevelAreTheSameAsTables) {
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   const std::string file = dir.Write("mann.toml", "server.port = 8123\n");
   EXPECT_EQ(LoadOk({.file = file}).config.server.port, 8123);
 }
 
 TEST(ConfigFile, WrongTomlTypeNamesFileLineKeyAndRule) {
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   const std::string file = dir.Write("mann.toml", "[server]\nport = \"abc\"\n");
   EXPECT_EQ(LoadError({.file = file}),
             "server.port=\"abc\" (file " + file +
@@ -900,7 +878,7 @@ TEST(ConfigFile, WrongTomlTypeNamesFileLineKeyAndRule) {
 }
 
 TEST(ConfigFile, UnknownKeySuggestsTheClosestKnownKey) {
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   struct Case {
     std::string toml;
     std::string expected;
@@ -924,7 +902,7 @@ TEST(ConfigFile, UnknownKeySuggestsTheClosestKnownKey) {
 }
 
 TEST(ConfigFile, SyntaxErrorReportsFileLineAndColumn) {
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   const std::string file = dir.Write("bad.toml", "[server]\nport = 8000\nhost = \n");
   const Result<LoadedConfig> loaded = LoadConfig({.file = file});
   ASSERT_FALSE(loaded.ok());
@@ -933,7 +911,7 @@ TEST(ConfigFile, SyntaxErrorReportsFileLineAndColumn) {
 }
 
 TEST(ConfigFile, MissingExplicitFileIsAnError) {
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   const std::string missing = (dir.path() / "nope.toml").string();
   const Result<LoadedConfig> loaded = LoadConfig({.file = missing});
   ASSERT_FALSE(loaded.ok());
@@ -946,7 +924,7 @@ TEST(ConfigFile, MissingExplicitFileIsAnError) {
 }
 
 TEST(ConfigFile, MannConfigIsUsedUnlessAFileIsGiven) {
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   const std::string from_env = dir.Write("env.toml", "[server]\nport = 1111\n");
   const std::string from_flag = dir.Write("flag.toml", "[server]\nport = 2222\n");
   EXPECT_EQ(LoadOk({.env = {{"MANN_CONFIG", from_env}}}).config.server.port, 1111);
@@ -958,7 +936,7 @@ TEST(ConfigFile, MannConfigIsUsedUnlessAFileIsGiven) {
 // ---- Error collection ------------------------------------------------------------------------
 
 TEST(ConfigErrors, EveryProblemOfOneLoadIsReportedOnItsOwnLine) {
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   const std::string file = dir.Write("mann.toml", "[server]\nport = 0\n[cache]\nsise = 3\n");
   const Result<LoadedConfig> loaded =
       LoadConfig({.file = file,
@@ -1009,7 +987,7 @@ TEST(ConfigShow, SecretIsRedactedInShowJsonAndErrors) {
 
   EXPECT_THAT(LoadError({.env = {{"MANN_PAGER_WEBHOOK", "ftp://" + token}}}),
               AllOf(Not(HasSubstr(token)), HasSubstr("MANN_PAGER_WEBHOOK=<redacted> (env)")));
-  TempDir dir;
+  testing::TempDir dir("mann-config");
   const std::string file = dir.Write("m.toml", "[pager]\nwebhook = \"ftp://" + token + "\"\n");
   EXPECT_THAT(LoadError({.file = file}), Not(HasSubstr(token)));
 }
@@ -1030,7 +1008,8 @@ TEST(ConfigShow, OneAlignedLinePerKey) {
     EXPECT_EQ(lines[i].find(" = "), eq);
     EXPECT_EQ(lines[i].find("  # "), hash);
   }
-  EXPECT_THAT(loaded.Show(), testing::ContainsRegex("server\\.port += 9000 +# env:MANN_API_PORT"));
+  EXPECT_THAT(loaded.Show(),
+              ::testing::ContainsRegex("server\\.port += 9000 +# env:MANN_API_PORT"));
 }
 
 TEST(ConfigShow, JsonCarriesTypedValuesAndSources) {

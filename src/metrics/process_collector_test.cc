@@ -15,6 +15,8 @@
 #include <mann/metrics/process_collector.h>
 #include <mann/metrics/registry.h>
 
+#include "../core/testing_temp_dir.h"
+
 namespace mann::metrics {
 namespace {
 
@@ -36,24 +38,6 @@ std::map<std::string, double> Samples(const std::string& exposition) {
 double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::path(::testing::TempDir()) / "mann-proc-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
-  void Write(const std::string& relative, const std::string& text) const {
-    fs::create_directories((path_ / relative).parent_path());
-    std::ofstream(path_ / relative) << text;
-  }
-
- private:
-  fs::path path_;
-};
 
 // A /proc/self/stat line in the kernel's layout: pid, (comm), then fields 3 to 52.
 std::string StatLine(const std::string& comm, const std::string& utime, const std::string& stime,
@@ -101,7 +85,7 @@ TEST(ProcessCollector, ParsesBootTime) {
 }
 
 TEST(ProcessCollector, ComputesValuesFromProcFiles) {
-  TempDir proc;
+  testing::TempDir proc("mann-proc");
   proc.Write("self/stat", StatLine("mann", "150", "50", "500", "123456789", "1000"));
   proc.Write("stat", "cpu  1 2 3 4\nbtime 1700000000\n");
   for (const char* fd : {"0", "1", "2"}) proc.Write(std::string("self/fd/") + fd, "");
@@ -122,7 +106,7 @@ TEST(ProcessCollector, ComputesValuesFromProcFiles) {
 }
 
 TEST(ProcessCollector, UnreadableFilesLeaveTheirMetricsOut) {
-  TempDir proc;
+  testing::TempDir proc("mann-proc");
   proc.Write("self/stat", "garbage without the command name\n");  // no /proc/stat, no fd dir
 
   Registry registry;

@@ -13,6 +13,7 @@
 #include <mann/security/api_keys.h>
 #include <mann/server/router.h>
 
+#include "../core/testing_temp_dir.h"
 #include "../core/testing_unprivileged.h"
 
 namespace mann::security {
@@ -24,29 +25,6 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// A private directory for keys files, removed with the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::path(::testing::TempDir()) / "mann-keys-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed for " << pattern;
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string Write(const std::string& name, const std::string& content) const {
-    const std::string file = (path_ / name).string();
-    std::ofstream(file) << content;
-    return file;
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // A [[keys]] table for `key` with the given extra lines.
 std::string Entry(std::string_view name, std::string_view key, std::string_view extra) {
@@ -263,7 +241,7 @@ TEST(ApiKeyStore, ReportsEveryProblemOfAFileOnePerLine) {
 }
 
 TEST(ApiKeyStore, LoadsAFileAndNamesThePathOfOneThatCannotBeRead) {
-  TempDir dir;
+  testing::TempDir dir("mann-keys");
   const std::string file = dir.Write("keys.toml", Entry("app", "k", "namespaces = [\"n\"]"));
   Result<KeyStore> loaded = KeyStore::LoadFile(file);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
@@ -284,7 +262,7 @@ TEST(ApiKeyStore, LoadsAFileAndNamesThePathOfOneThatCannotBeRead) {
 
 // As root the load runs in a child as an unprivileged user owning the file: root reads any file.
 TEST(ApiKeyStore, UnreadableFileIsPermissionDenied) {
-  TempDir dir;
+  testing::TempDir dir("mann-keys");
   const std::string file = dir.Write("keys.toml", Entry("app", "k", "admin = true"));
   Status given = test_support::GiveToUnprivilegedUser(dir.path());
   ASSERT_TRUE(given.ok()) << given.ToString();
