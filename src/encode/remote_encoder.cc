@@ -19,8 +19,12 @@
 #include <mann/core/text_safety.h>
 #include <mann/encode/remote_encoder.h>
 
+#include "../pager/curl_util.h"
+
 namespace mann::encode {
 namespace {
+
+namespace curl = pager::internal;
 
 namespace json = boost::json;
 
@@ -31,17 +35,6 @@ constexpr std::size_t kMaxServerMessage = 200;
 // Idle handles kept for reuse (each may hold an open connection); more concurrent calls than
 // this still work, their extra handles are closed afterwards.
 constexpr std::size_t kMaxIdleHandles = 8;
-
-// curl_global_init is process-wide and must run before any other curl call; a function-local
-// static makes it run exactly once even when encoders are created on several threads.
-Status InitCurl() {
-  static const CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
-  if (code != CURLE_OK) {
-    return InternalError(
-        fmt::format("remote encoder: curl_global_init failed: {}", curl_easy_strerror(code)));
-  }
-  return Status::Ok();
-}
 
 // The human-readable part of an error body: OpenAI's {"error": {"message": ...}}, Ollama's
 // {"error": "..."}, vLLM's {"message": ...} or FastAPI's {"detail": "..."}; else the raw body.
@@ -139,10 +132,7 @@ struct BodySink {
   }
 };
 
-struct SlistDeleter {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
+using SlistPtr = std::unique_ptr<curl_slist, curl::SlistDeleter>;
 
 // A JSON number as a float; nullopt when it is not a number or does not fit a finite float.
 std::optional<float> FiniteFloat(const json::value& v) {
@@ -208,7 +198,7 @@ Status RemoteEncoder::Validate(const RemoteEncoderOptions& options) {
 
 Result<std::unique_ptr<RemoteEncoder>> RemoteEncoder::Create(RemoteEncoderOptions options) {
   MANN_RETURN_IF_ERROR(Validate(options));
-  MANN_RETURN_IF_ERROR(InitCurl());
+  MANN_RETURN_IF_ERROR(curl::InitCurl().WithContext("remote encoder"));
   MANN_ASSIGN_OR_RETURN(Endpoint endpoint, ResolveEndpoint(options.base_url));
   std::unique_ptr<RemoteEncoder> encoder(
       new RemoteEncoder(std::move(options), std::move(endpoint.url),
@@ -357,25 +347,20 @@ Result<std::string> RemoteEncoder::Post(Handle& handle, const std::string& body,
   BodySink sink;
   sink.limit = options_.max_response_bytes;
   char curl_error[CURL_ERROR_SIZE] = {};
-  CURLcode set = CURLE_OK;
+  CURLcode set = curl::SetHttpPostOptions(curl, {.url = url_.c_str(),
+                                                 .body = body,
+                                                 .headers = headers.get(),
+                                                 .connect_timeout = options_.connect_timeout,
+                                                 .timeout = options_.timeout,
+                                                 .error_buffer = curl_error,
+                                                 .bypass_proxy = bypass_proxy_});
   const auto option = [&](CURLoption name, auto value) {
     if (set == CURLE_OK) set = curl_easy_setopt(curl, name, value);
   };
-  option(CURLOPT_URL, url_.c_str());
-  option(CURLOPT_PROTOCOLS_STR, "http,https");
-  option(CURLOPT_NOSIGNAL, 1L);  // signals cannot carry timeouts in a threaded process
-  option(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-  option(CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
-  option(CURLOPT_POST, 1L);
-  option(CURLOPT_POSTFIELDS, body.c_str());
-  option(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  option(CURLOPT_HTTPHEADER, headers.get());
   option(CURLOPT_ACCEPT_ENCODING, "");  // whatever compression this curl supports
   option(CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(sink.limit));
   option(CURLOPT_WRITEFUNCTION, &BodySink::Write);
   option(CURLOPT_WRITEDATA, &sink);
-  option(CURLOPT_ERRORBUFFER, curl_error);
-  if (bypass_proxy_) option(CURLOPT_PROXY, "");
   if (set != CURLE_OK) {
     return Error(StatusCode::kInternal,
                  fmt::format("cannot configure curl: {}", curl_easy_strerror(set)));

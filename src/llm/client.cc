@@ -348,23 +348,15 @@ CallOutcome ChatClient::Complete(const std::vector<Message>& messages, const Tex
   transfer.streaming = streaming;
   transfer.limit = options_.max_response_bytes;
   char curl_error[CURL_ERROR_SIZE] = {};
-  CURLcode set = CURLE_OK;
-  const auto option = [&](CURLoption name, auto value) {
-    if (set == CURLE_OK) set = curl_easy_setopt(easy.get(), name, value);
-  };
-  option(CURLOPT_URL, url_.c_str());
-  option(CURLOPT_PROTOCOLS_STR, "http,https");
-  option(CURLOPT_NOSIGNAL, 1L);  // signals cannot carry timeouts in a threaded process
-  option(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-  option(CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
-  option(CURLOPT_POST, 1L);
-  option(CURLOPT_POSTFIELDS, body.c_str());
-  option(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  option(CURLOPT_HTTPHEADER, headers.get());
-  option(CURLOPT_WRITEFUNCTION, &Transfer::Write);
-  option(CURLOPT_WRITEDATA, &transfer);
-  option(CURLOPT_ERRORBUFFER, curl_error);
-  if (bypass_proxy_) option(CURLOPT_PROXY, "");
+  CURLcode set = curl::SetHttpPostOptions(easy.get(), {.url = url_.c_str(),
+                                                       .body = body,
+                                                       .headers = headers.get(),
+                                                       .connect_timeout = options_.connect_timeout,
+                                                       .timeout = options_.timeout,
+                                                       .error_buffer = curl_error,
+                                                       .bypass_proxy = bypass_proxy_});
+  if (set == CURLE_OK) set = curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, &Transfer::Write);
+  if (set == CURLE_OK) set = curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &transfer);
   if (set != CURLE_OK) {
     return fail(FailureKind::kConnect,
                 fmt::format("cannot configure curl: {}", curl_easy_strerror(set)));

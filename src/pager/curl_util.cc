@@ -25,11 +25,29 @@ std::string UrlPart(CURLU* url, CURLUPart part) {
 
 }  // namespace
 
+CURLcode SetHttpPostOptions(CURL* easy, const HttpPost& post) {
+  CURLcode set = CURLE_OK;
+  const auto option = [&](CURLoption name, auto value) {
+    if (set == CURLE_OK) set = curl_easy_setopt(easy, name, value);
+  };
+  option(CURLOPT_URL, post.url);
+  option(CURLOPT_PROTOCOLS_STR, "http,https");
+  option(CURLOPT_NOSIGNAL, 1L);
+  option(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(post.connect_timeout.count()));
+  option(CURLOPT_TIMEOUT_MS, static_cast<long>(post.timeout.count()));
+  option(CURLOPT_POST, 1L);
+  option(CURLOPT_POSTFIELDS, post.body.data());
+  option(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(post.body.size()));
+  option(CURLOPT_HTTPHEADER, post.headers);
+  option(CURLOPT_ERRORBUFFER, post.error_buffer);
+  if (post.bypass_proxy) option(CURLOPT_PROXY, "");
+  return set;
+}
+
 Status InitCurl() {
   static const CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
   if (code != CURLE_OK) {
-    return InternalError(
-        fmt::format("pager: curl_global_init failed: {}", curl_easy_strerror(code)));
+    return InternalError(fmt::format("curl_global_init failed: {}", curl_easy_strerror(code)));
   }
   return Status::Ok();
 }

@@ -1,12 +1,13 @@
-// What the pager's HTTP and SMTP senders and the language-model client (src/llm) share:
-// curl's global initialisation, one interruptible transfer loop, URL parsing, and the text
-// hygiene (secret scrubbing, one-line snippets, UTF-8 repair) applied to everything that reaches
-// a log line.
+// What the pager's HTTP and SMTP senders, the language-model client (src/llm) and the remote
+// encoder (src/encode) share: curl's global initialisation, the options of an HTTP POST, one
+// interruptible transfer loop, URL parsing, and the text hygiene (secret scrubbing, one-line
+// snippets, UTF-8 repair) applied to everything that reaches a log line.
 //
 // Thread-safety: pure functions, except PerformInterruptibly, which drives one easy handle
 // that no other thread may touch meanwhile.
 #pragma once
 
+#include <chrono>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -21,6 +22,23 @@ namespace mann::pager::internal {
 
 // Runs curl_global_init exactly once per process; Internal when it fails.
 Status InitCurl();
+
+// An HTTP POST as every client of this program sends it.
+struct HttpPost {
+  const char* url = nullptr;
+  std::string_view body;  // must outlive the transfer: curl does not copy it
+  curl_slist* headers = nullptr;
+  std::chrono::milliseconds connect_timeout{0};
+  std::chrono::milliseconds timeout{0};
+  char* error_buffer = nullptr;  // CURL_ERROR_SIZE bytes, for curl's own words on a failure
+  bool bypass_proxy = false;     // for loopback targets, which a proxy could not reach
+};
+
+// Sets on `easy` the options every POST shares: the URL, http and https only, no signals (they
+// cannot carry timeouts in a threaded process), both timeouts, the body and headers, the error
+// buffer, and no proxy when asked. The caller adds what differs, such as its write callback.
+// Returns the first code curl refused an option with, else CURLE_OK.
+CURLcode SetHttpPostOptions(CURL* easy, const HttpPost& post);
 
 // Performs the transfer configured on `easy` on a multi handle of its own, so that a stop
 // request wakes curl_multi_poll at once and aborts the transfer; returns the transfer's

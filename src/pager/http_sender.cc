@@ -145,23 +145,15 @@ Result<Delivery> HttpSender::Post(std::string_view url, std::string_view body,
   sink.limit = options_.max_snippet_bytes;
   char curl_error[CURL_ERROR_SIZE] = {};
   const std::string url_text(url);
-  CURLcode set = CURLE_OK;
-  const auto option = [&](CURLoption name, auto value) {
-    if (set == CURLE_OK) set = curl_easy_setopt(curl, name, value);
-  };
-  option(CURLOPT_URL, url_text.c_str());
-  option(CURLOPT_PROTOCOLS_STR, "http,https");
-  option(CURLOPT_NOSIGNAL, 1L);  // signals cannot carry timeouts in a threaded process
-  option(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-  option(CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
-  option(CURLOPT_POST, 1L);
-  option(CURLOPT_POSTFIELDS, body.data());
-  option(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  option(CURLOPT_HTTPHEADER, header_list.get());
-  option(CURLOPT_WRITEFUNCTION, &SnippetSink::Write);
-  option(CURLOPT_WRITEDATA, &sink);
-  option(CURLOPT_ERRORBUFFER, curl_error);
-  if (parsed.loopback) option(CURLOPT_PROXY, "");
+  CURLcode set = internal::SetHttpPostOptions(curl, {.url = url_text.c_str(),
+                                                     .body = body,
+                                                     .headers = header_list.get(),
+                                                     .connect_timeout = options_.connect_timeout,
+                                                     .timeout = options_.timeout,
+                                                     .error_buffer = curl_error,
+                                                     .bypass_proxy = parsed.loopback});
+  if (set == CURLE_OK) set = curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &SnippetSink::Write);
+  if (set == CURLE_OK) set = curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
   if (set != CURLE_OK) {
     return error(StatusCode::kInternal,
                  fmt::format("cannot configure curl: {}", curl_easy_strerror(set)));
