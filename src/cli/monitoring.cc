@@ -113,20 +113,6 @@ std::string ChannelSetting(pager::ChannelKind kind) {
 
 // ---- Alerts to notifications -----------------------------------------------------------------
 
-pager::Level ToPagerLevel(monitor::Level level) {
-  switch (level) {
-    case monitor::Level::kInfo:
-      return pager::Level::kInfo;
-    case monitor::Level::kWarning:
-      return pager::Level::kWarning;
-    case monitor::Level::kError:
-      return pager::Level::kError;
-    case monitor::Level::kCritical:
-      return pager::Level::kCritical;
-  }
-  return pager::Level::kCritical;  // an unknown level pages rather than stays quiet
-}
-
 pager::Notification NotificationFromAlertEvent(const monitor::AlertEvent& event) {
   pager::Notification n;
   n.dedup_key = event.dedup_key;
@@ -141,7 +127,7 @@ pager::Notification NotificationFromAlertEvent(const monitor::AlertEvent& event)
       n.kind = pager::Kind::kResolve;
       break;
   }
-  n.level = ToPagerLevel(event.level);
+  n.level = event.level;
 
   n.title = event.summary.empty() ? event.rule : event.summary;
   if (!event.subject.empty()) n.title += " on " + event.subject;

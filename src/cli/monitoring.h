@@ -67,8 +67,6 @@ std::string ChannelSetting(pager::ChannelKind kind);
 
 // ---- Alerts to notifications -----------------------------------------------------------------
 
-pager::Level ToPagerLevel(monitor::Level level);
-
 // The notification of one alert event:
 //   dedup_key  the alert's ("rule:subject")       kind   trigger, renotify or resolve
 //   level      the rule's                         time   when the event happened

@@ -104,11 +104,13 @@ TEST(NotificationFromAlertEvent, ProcessWideAlertHasNoSubjectAndFallsBackToTheRu
   for (const auto& [key, value] : n.metadata) EXPECT_NE(key, "subject");
 }
 
-TEST(ToPagerLevel, MapsEveryLevelToTheSameSeverity) {
-  EXPECT_EQ(ToPagerLevel(monitor::Level::kInfo), pager::Level::kInfo);
-  EXPECT_EQ(ToPagerLevel(monitor::Level::kWarning), pager::Level::kWarning);
-  EXPECT_EQ(ToPagerLevel(monitor::Level::kError), pager::Level::kError);
-  EXPECT_EQ(ToPagerLevel(monitor::Level::kCritical), pager::Level::kCritical);
+TEST(NotificationFromAlertEvent, PagesAtTheLevelTheAlertFiredAt) {
+  for (const Severity level : kSeverities) {
+    monitor::AlertEvent e;
+    e.rule = "disk";
+    e.level = level;
+    EXPECT_EQ(NotificationFromAlertEvent(e).level, level) << SeverityName(level);
+  }
 }
 
 // With Redis, the gate asks the alert lock: src/cache/alert_lock_test.cc.

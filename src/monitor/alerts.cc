@@ -211,24 +211,8 @@ Result<AlertRule> ParseRule(std::string_view text) {
 
 // ---- Levels and rules -------------------------------------------------------------------------
 
-std::string_view LevelName(Level level) {
-  switch (level) {
-    case Level::kInfo:
-      return "info";
-    case Level::kWarning:
-      return "warning";
-    case Level::kError:
-      return "error";
-    case Level::kCritical:
-      return "critical";
-  }
-  return "critical";
-}
-
 Result<Level> ParseLevel(std::string_view name) {
-  for (Level level : {Level::kInfo, Level::kWarning, Level::kError, Level::kCritical}) {
-    if (name == LevelName(level)) return level;
-  }
+  if (const std::optional<Level> level = ParseSeverity(name)) return *level;
   return InvalidArgumentError(
       fmt::format("level '{}' is not one of info, warning, error, critical", name));
 }

@@ -22,8 +22,6 @@ std::shared_ptr<spdlog::logger> Log() {
 
 constexpr std::array<AlertEventKind, 3> kKinds = {
     AlertEventKind::kTrigger, AlertEventKind::kRenotify, AlertEventKind::kResolve};
-constexpr std::array<Level, 4> kLevels = {Level::kInfo, Level::kWarning, Level::kError,
-                                          Level::kCritical};
 // The probe's sources, as ProbeError::source names them.
 constexpr std::array<std::string_view, 6> kProbeSources = {
     "cpu", "resident_memory", "system_memory", "open_fds", "max_fds", "disk"};
@@ -87,8 +85,8 @@ class Monitor::ErrorLog {
 // The monitor's metric families and callbacks; the callbacks are removed when it is destroyed.
 struct Monitor::MetricHandles {
   std::vector<metrics::CallbackHandle> callbacks;
-  std::array<std::array<metrics::Counter*, kLevels.size()>, kKinds.size()> events{};
-  std::array<std::array<metrics::Counter*, kLevels.size()>, kKinds.size()> withheld{};
+  std::array<std::array<metrics::Counter*, kSeverities.size()>, kKinds.size()> events{};
+  std::array<std::array<metrics::Counter*, kSeverities.size()>, kKinds.size()> withheld{};
   metrics::CounterFamily* errors = nullptr;
 };
 
@@ -226,14 +224,14 @@ Status Monitor::RegisterMetrics(metrics::Registry& registry) {
   MANN_ASSIGN_OR_RETURN(auto active,
                         registry.AddGaugeCallback(
                             "mann_alerts_active", "Alerts firing, by level.", {"level"}, [this] {
-                              std::array<double, kLevels.size()> counts{};
+                              std::array<double, kSeverities.size()> counts{};
                               for (const ActiveAlert& a : engine_->Active()) {
                                 if (a.phase == AlertPhase::kFiring) {
                                   counts[static_cast<std::size_t>(a.level)] += 1;
                                 }
                               }
                               std::vector<metrics::Sample> samples;
-                              for (Level level : kLevels) {
+                              for (Level level : kSeverities) {
                                 samples.push_back({{std::string(LevelName(level))},
                                                    counts[static_cast<std::size_t>(level)]});
                               }
@@ -251,8 +249,8 @@ Status Monitor::RegisterMetrics(metrics::Registry& registry) {
                           "them (another replica notifies).",
                           {"kind", "level"}));
   for (std::size_t k = 0; k < kKinds.size(); ++k) {
-    for (std::size_t l = 0; l < kLevels.size(); ++l) {
-      const std::string_view labels[] = {AlertEventKindName(kKinds[k]), LevelName(kLevels[l])};
+    for (std::size_t l = 0; l < kSeverities.size(); ++l) {
+      const std::string_view labels[] = {AlertEventKindName(kKinds[k]), LevelName(kSeverities[l])};
       handles->events[k][l] = &events->WithLabels(labels);
       handles->withheld[k][l] = &withheld->WithLabels(labels);
     }

@@ -19,7 +19,6 @@ namespace json = boost::json;
 using std::chrono::milliseconds;
 using std::chrono::system_clock;
 
-constexpr Level kLevels[] = {Level::kInfo, Level::kWarning, Level::kError, Level::kCritical};
 constexpr Kind kKinds[] = {Kind::kTrigger, Kind::kRenotify, Kind::kResolve, Kind::kTest};
 
 // PagerDuty refuses longer dedup keys.
@@ -43,27 +42,6 @@ Result<std::string> StringField(const json::object& o, std::string_view name, bo
 }
 
 }  // namespace
-
-std::string_view LevelName(Level level) {
-  switch (level) {
-    case Level::kInfo:
-      return "info";
-    case Level::kWarning:
-      return "warning";
-    case Level::kError:
-      return "error";
-    case Level::kCritical:
-      return "critical";
-  }
-  return "info";  // unreachable: every enumerator is handled above
-}
-
-std::optional<Level> ParseLevel(std::string_view name) {
-  for (Level level : kLevels) {
-    if (LevelName(level) == name) return level;
-  }
-  return std::nullopt;
-}
 
 std::string_view KindName(Kind kind) {
   switch (kind) {

@@ -55,14 +55,14 @@
 #include <boost/json/value.hpp>
 
 #include <mann/core/clock.h>
+#include <mann/core/severity.h>
 #include <mann/core/status.h>
 
 namespace mann::monitor {
 
-enum class Level { kInfo, kWarning, kError, kCritical };
+using Level = Severity;  // the pager's too, so an alert pages at the level it fired at
 
-// "info", "warning", "error", "critical".
-std::string_view LevelName(Level level);
+inline std::string_view LevelName(Level level) { return SeverityName(level); }
 // The inverse of LevelName; InvalidArgument listing the names otherwise.
 Result<Level> ParseLevel(std::string_view name);
 

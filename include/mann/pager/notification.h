@@ -26,12 +26,12 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <mann/core/severity.h>
 #include <mann/core/status.h>
 
 namespace mann::pager {
 
-// Severity, lowest first. The monitor module has a Level of its own; the wiring maps it.
-enum class Level { kInfo, kWarning, kError, kCritical };
+using Level = Severity;  // the monitor's too
 
 enum class Kind {
   kTrigger,   // an alert started firing
@@ -41,8 +41,8 @@ enum class Kind {
 };
 
 // "info", "warning", "error", "critical"; ParseLevel accepts exactly these.
-std::string_view LevelName(Level level);
-std::optional<Level> ParseLevel(std::string_view name);
+inline std::string_view LevelName(Level level) { return SeverityName(level); }
+inline std::optional<Level> ParseLevel(std::string_view name) { return ParseSeverity(name); }
 // "trigger", "renotify", "resolve", "test".
 std::string_view KindName(Kind kind);
 std::optional<Kind> ParseKind(std::string_view name);
