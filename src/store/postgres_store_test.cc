@@ -27,9 +27,17 @@
 
 #include "../core/testing_services.h"
 #include "testing_postgres.h"
+#include "testing_store.h"
 
 namespace mann::store {
 namespace {
+
+using test_support::Contains;
+using test_support::Ids;
+using test_support::LoadAll;
+using test_support::MakeEntry;
+using test_support::MakeHistory;
+using test_support::Upsert;
 
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
@@ -58,62 +66,6 @@ class PostgresStoreTest : public ::testing::Test {
 
   testing::TestDatabase db_;
 };
-
-StoredEntry MakeEntry(const std::string& id, const std::string& ns = "default",
-                      const std::string& content = "likes green tea") {
-  StoredEntry s;
-  s.entry.id = id;
-  s.entry.ns = ns;
-  s.entry.content = content;
-  s.entry.context = "chat";
-  s.entry.created_ms = 1000;
-  s.entry.updated_ms = 1000;
-  s.entry.version = 1;
-  s.entry.language = "en";
-  s.terms = {"like", "green", "tea"};
-  s.encoder_id = "hashed-test";
-  s.embedding = {0.5f, -0.25f};
-  return s;
-}
-
-HistoryRecord MakeHistory(const std::string& id, HistoryAction action, std::int64_t version) {
-  HistoryRecord h;
-  h.entry_id = id;
-  h.ns = "default";
-  h.action = action;
-  h.version = version;
-  h.content = "v" + std::to_string(version);
-  h.at_ms = 1000 + version;
-  h.source = "api";
-  h.reason = "test";
-  return h;
-}
-
-Mutation Upsert(StoredEntry e) {
-  Mutation m;
-  m.upserts.push_back(std::move(e));
-  return m;
-}
-
-std::vector<StoredEntry> LoadAll(Store& store) {
-  std::vector<StoredEntry> out;
-  Status s = store.Load([&](StoredEntry&& e) {
-    out.push_back(std::move(e));
-    return Status::Ok();
-  });
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  return out;
-}
-
-std::vector<std::string> Ids(const std::vector<StoredEntry>& entries) {
-  std::vector<std::string> out;
-  for (const StoredEntry& e : entries) out.push_back(e.entry.id);
-  return out;
-}
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // A loopback port nothing listens on: bound, then closed.
 int ClosedPort() {

@@ -24,9 +24,17 @@
 
 #include "../core/testing_unprivileged.h"
 #include "sqlite_db.h"
+#include "testing_store.h"
 
 namespace mann::store {
 namespace {
+
+using test_support::Contains;
+using test_support::Ids;
+using test_support::LoadAll;
+using test_support::MakeEntry;
+using test_support::MakeHistory;
+using test_support::Upsert;
 
 namespace fs = std::filesystem;
 
@@ -71,53 +79,6 @@ class SqliteStoreTest : public ::testing::Test {
   fs::path dir_;
   std::string path_;
 };
-
-StoredEntry MakeEntry(const std::string& id, const std::string& ns = "default",
-                      const std::string& content = "likes green tea") {
-  StoredEntry s;
-  s.entry.id = id;
-  s.entry.ns = ns;
-  s.entry.content = content;
-  s.entry.context = "chat";
-  s.entry.created_ms = 1000;
-  s.entry.updated_ms = 1000;
-  s.entry.language = "en";
-  s.terms = {"like", "green", "tea"};
-  return s;
-}
-
-HistoryRecord MakeHistory(const std::string& id, HistoryAction action, std::int64_t version) {
-  HistoryRecord h;
-  h.entry_id = id;
-  h.ns = "default";
-  h.action = action;
-  h.version = version;
-  h.content = "v" + std::to_string(version);
-  h.at_ms = 1000 + version;
-  h.source = "api";
-  h.reason = "test";
-  return h;
-}
-
-Mutation Upsert(StoredEntry e) {
-  Mutation m;
-  m.upserts.push_back(std::move(e));
-  return m;
-}
-
-std::vector<StoredEntry> LoadAll(SqliteStore& store) {
-  std::vector<StoredEntry> out;
-  Status s = store.Load([&](StoredEntry&& e) {
-    out.push_back(std::move(e));
-    return Status::Ok();
-  });
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  return out;
-}
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // --- round trips ---
 
