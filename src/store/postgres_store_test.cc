@@ -32,13 +32,6 @@
 namespace mann::store {
 namespace {
 
-using test_support::Contains;
-using test_support::Ids;
-using test_support::LoadAll;
-using test_support::MakeEntry;
-using test_support::MakeHistory;
-using test_support::Upsert;
-
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
 

@@ -29,13 +29,6 @@
 namespace mann::store {
 namespace {
 
-using test_support::Contains;
-using test_support::Ids;
-using test_support::LoadAll;
-using test_support::MakeEntry;
-using test_support::MakeHistory;
-using test_support::Upsert;
-
 namespace fs = std::filesystem;
 
 class SqliteStoreTest : public ::testing::Test {

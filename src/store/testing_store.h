@@ -13,11 +13,7 @@
 
 #include <mann/store/store.h>
 
-namespace mann::test_support {
-
-using store::Mutation;
-using store::Store;
-using store::StoredEntry;
+namespace mann::store {
 
 // A live entry of `ns` with fixed times, English terms, and a two-float embedding.
 inline StoredEntry MakeEntry(const std::string& id, const std::string& ns = "default",
@@ -79,4 +75,4 @@ inline bool Contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-}  // namespace mann::test_support
+}  // namespace mann::store
