@@ -56,13 +56,22 @@ std::map<std::string, double> Samples(const std::string& exposition) {
 
 class MonitorTest : public ::testing::Test {
  protected:
-  // A monitor over the fake tree with `rules`, collecting delivered events.
-  std::unique_ptr<Monitor> Make(std::vector<AlertRule> rules, NotifyGate gate = {}) {
+  // Options over the fake tree. Its data directory is on the real disk, whose usage the test
+  // cannot choose: a nearly full build machine must not turn the "system" check degraded.
+  MonitorOptions BaseOptions() const {
     MonitorOptions options;
     options.probe = {.proc_root = proc_.root(),
                      .data_dir = proc_.data_dir(),
                      .cpu_count = 2,
                      .clock_ticks = 100};
+    options.resources.disk_warn = 1.0;  // a used ratio is never above 1
+    options.resources.disk_critical = 1.0;
+    return options;
+  }
+
+  // A monitor over the fake tree with `rules`, collecting delivered events.
+  std::unique_ptr<Monitor> Make(std::vector<AlertRule> rules, NotifyGate gate = {}) {
+    MonitorOptions options = BaseOptions();
     options.rules = std::move(rules);
     options.sink = [this](const AlertEvent& e) { delivered_.push_back(e); };
     options.may_notify = std::move(gate);
@@ -205,9 +214,7 @@ TEST_F(MonitorTest, AnEventTheSinkRefusesIsNotConfirmed) {
   NotifyGate gate;
   gate.decide = [](const AlertEvent&) { return NotifyDecision::kDeliver; };
   gate.delivered = [&](const AlertEvent& e) { confirmed.push_back(e.dedup_key); };
-  MonitorOptions options;
-  options.probe = {
-      .proc_root = proc_.root(), .data_dir = proc_.data_dir(), .cpu_count = 2, .clock_ticks = 100};
+  MonitorOptions options = BaseOptions();
   options.rules = {Rule("disk", -1, 0)};
   options.sink = [](const AlertEvent&) { throw std::runtime_error("outbox unavailable"); };
   options.may_notify = gate;
@@ -289,8 +296,7 @@ TEST_F(MonitorTest, FailingSourcesAreSkippedCountedAndTheTickGoesOn) {
 
 TEST_F(MonitorTest, ASinkThatThrowsDoesNotStopTheTick) {
   metrics::Registry registry;  // outlives the monitor and its callbacks
-  MonitorOptions options;
-  options.probe = {.proc_root = proc_.root(), .data_dir = proc_.data_dir()};
+  MonitorOptions options = BaseOptions();
   options.rules = {Rule("system_memory", 0.7, 0), Rule("disk", -1, 0)};
   int calls = 0;
   options.sink = [&](const AlertEvent&) {
