@@ -4,15 +4,23 @@
 
 namespace mann::cache::internal {
 
-RequestCounters RegisterRequestCounters(metrics::Registry& registry, std::string_view cache) {
-  auto family = registry.AddCounter(kRequestsFamily, kRequestsHelp, {"cache", "result"});
-  if (!family.ok()) {
+metrics::Registry& RegistryOrDefault(metrics::Registry* registry) {
+  return registry != nullptr ? *registry : metrics::Registry::Default();
+}
+
+LookupCounters RegisterLookupCounters(metrics::Registry* registry, std::string_view cache) {
+  metrics::Registry& r = RegistryOrDefault(registry);
+  LookupCounters counters;
+  auto family = r.AddCounter(kRequestsFamily, kRequestsHelp, {"cache", "result"});
+  if (family.ok()) {
+    counters.hits = &(*family)->WithLabels({cache, "hit"});
+    counters.misses = &(*family)->WithLabels({cache, "miss"});
+  } else {
     log::Get("cache")->error("lookups of cache {} will not be counted: {}", cache,
                              family.status().ToString());
-    return {};
   }
-  return {.hits = &(*family)->WithLabels({cache, "hit"}),
-          .misses = &(*family)->WithLabels({cache, "miss"})};
+  counters.bypassed = RegisterCacheCounter(r, kBypassedFamily, kBypassedHelp, cache);
+  return counters;
 }
 
 metrics::Counter* RegisterCacheCounter(metrics::Registry& registry, std::string_view name,

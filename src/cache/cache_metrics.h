@@ -5,6 +5,7 @@
 
 #include <string_view>
 
+#include <mann/cache/lookup_counters.h>
 #include <mann/metrics/registry.h>
 
 namespace mann::cache::internal {
@@ -16,13 +17,13 @@ inline constexpr std::string_view kBypassedFamily = "mann_cache_bypassed_total";
 inline constexpr std::string_view kBypassedHelp =
     "Cache lookups that skipped the shared cache because Redis was down.";
 
-// The hit and miss series of `cache` in kRequestsFamily. Both null, with an error logged, when
-// the family cannot be registered: a cache must work even when it cannot be counted.
-struct RequestCounters {
-  metrics::Counter* hits = nullptr;
-  metrics::Counter* misses = nullptr;
-};
-RequestCounters RegisterRequestCounters(metrics::Registry& registry, std::string_view cache);
+// `registry`, or the default registry when it is null (the caches' options say so).
+metrics::Registry& RegistryOrDefault(metrics::Registry* registry);
+
+// The lookup series of `cache`, in kRequestsFamily and kBypassedFamily of `registry` (or the
+// default registry). A member stays null, with an error logged, when its family cannot be
+// registered: a cache must work even when it cannot be counted.
+LookupCounters RegisterLookupCounters(metrics::Registry* registry, std::string_view cache);
 
 // The series of `cache` in the family `name` (labelled by cache only); null, with an error
 // logged, when the family cannot be registered.

@@ -14,8 +14,6 @@
 namespace mann::cache {
 namespace {
 
-using internal::kBypassedFamily;
-using internal::kBypassedHelp;
 using internal::kRequestsFamily;
 using internal::kRequestsHelp;  // for the in-process tier's callback series
 
@@ -81,21 +79,13 @@ Result<std::shared_ptr<RedisEmbeddingCache>> RedisEmbeddingCache::Create(
 }
 
 RedisEmbeddingCache::RedisEmbeddingCache(RedisEmbeddingCacheOptions options)
-    : options_(std::move(options)) {
-  metrics::Registry& registry =
-      options_.registry != nullptr ? *options_.registry : metrics::Registry::Default();
-  const internal::RequestCounters requests =
-      internal::RegisterRequestCounters(registry, options_.name);
-  hits_ = requests.hits;
-  misses_ = requests.misses;
-  auto counter = [&](std::string_view name, std::string_view help) {
-    return internal::RegisterCacheCounter(registry, name, help, options_.name);
-  };
-  bypassed_ = counter(kBypassedFamily, kBypassedHelp);
-  rejected_ = counter("mann_cache_rejected_values_total",
-                      "Cached values that did not decode (wrong length or dimension), treated as "
-                      "misses and overwritten.");
-}
+    : options_(std::move(options)),
+      lookups_(internal::RegisterLookupCounters(options_.registry, options_.name)),
+      rejected_(internal::RegisterCacheCounter(
+          internal::RegistryOrDefault(options_.registry), "mann_cache_rejected_values_total",
+          "Cached values that did not decode (wrong length or dimension), treated as misses and "
+          "overwritten.",
+          options_.name)) {}
 
 void RedisEmbeddingCache::WarnOnce(const std::string& what) {
   auto log = log::Get("cache");
@@ -128,24 +118,24 @@ void RedisEmbeddingCache::GetMany(std::span<const std::string> keys, std::size_t
     if (!reply.ok() || reply->type != RedisReply::Type::kArray ||
         reply->elements.size() != end - begin) {
       if (reply.ok()) WarnOnce(fmt::format("MGET answered {}", reply->text));
-      Count(bypassed_, keys.size() - begin);
+      Count(lookups_.bypassed, keys.size() - begin);
       return;
     }
 
     for (std::size_t i = begin; i < end; ++i) {
       const RedisReply& element = reply->elements[i - begin];
       if (element.type != RedisReply::Type::kString) {
-        Count(misses_);
+        Count(lookups_.misses);
         continue;
       }
       std::optional<encode::Vector> vector = DecodeEmbedding(element.text, dimension);
       if (!vector) {
         Count(rejected_);
-        Count(misses_);
+        Count(lookups_.misses);
         continue;
       }
       (*out)[i] = std::move(*vector);
-      Count(hits_);
+      Count(lookups_.hits);
     }
   }
 }

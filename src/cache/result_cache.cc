@@ -80,17 +80,12 @@ std::string ShortDigest(std::string_view text) { return text::Sha256Hex(text).su
 
 ResultCache::ResultCache(ResultCacheOptions options)
     : options_(std::move(options)),
-      enabled_(options_.max_entries > 0 && options_.ttl > std::chrono::milliseconds(0)) {
-  metrics::Registry& registry =
-      options_.registry != nullptr ? *options_.registry : metrics::Registry::Default();
-  const internal::RequestCounters requests =
-      internal::RegisterRequestCounters(registry, options_.name);
-  hits_ = requests.hits;
-  misses_ = requests.misses;
+      enabled_(options_.max_entries > 0 && options_.ttl > std::chrono::milliseconds(0)),
+      lookups_(internal::RegisterLookupCounters(options_.registry, options_.name)) {
   auto counter = [&](std::string_view name, std::string_view help) {
-    return internal::RegisterCacheCounter(registry, name, help, options_.name);
+    return internal::RegisterCacheCounter(internal::RegistryOrDefault(options_.registry), name,
+                                          help, options_.name);
   };
-  bypassed_ = counter(internal::kBypassedFamily, internal::kBypassedHelp);
   evictions_ = counter("mann_cache_evictions_total",
                        "In-process cache entries dropped to make room (least recently used).");
   invalidations_ = counter("mann_cache_invalidations_total",
@@ -140,14 +135,14 @@ std::optional<std::string> ResultCache::Lookup(std::string_view ns, std::string_
     auto it = index_.find(key);
     if (it != index_.end() && it->second->expires > Now()) {
       order_.splice(order_.begin(), order_, it->second);
-      count(hits_);
+      count(lookups_.hits);
       return it->second->value;
     }
     if (it != index_.end()) {  // expired
       order_.erase(it->second);
       index_.erase(it);
     }
-    count(misses_);
+    count(lookups_.misses);
     ticket.key = std::move(key);
     ticket.storable = true;
     return std::nullopt;
@@ -158,20 +153,20 @@ std::optional<std::string> ResultCache::Lookup(std::string_view ns, std::string_
   SharedState& state = *shared_state_;
   const std::uint64_t outages = options_.redis->outages();
   if (!state.EpochCovers(outages) && !state.BumpEpoch()) {
-    count(bypassed_);
+    count(lookups_.bypassed);
     return std::nullopt;
   }
   // An invalidation that did not reach Redis keeps its namespace out of the cache.
   const std::string generation_key = GenerationKey(ns);
   if (!state.Empty()) state.Replay();
   if (state.Contains(generation_key)) {
-    count(bypassed_);
+    count(lookups_.bypassed);
     return std::nullopt;
   }
   // The generation and the epoch in one round trip, as a lookup took before there was an epoch.
   Result<RedisReply> read = options_.redis->Command({"MGET", generation_key, state.epoch_key});
   if (!read.ok() || read->type != RedisReply::Type::kArray || read->elements.size() != 2) {
-    count(bypassed_);
+    count(lookups_.bypassed);
     return std::nullopt;
   }
   auto number = [](const RedisReply& reply) -> std::string_view {
@@ -183,20 +178,20 @@ std::optional<std::string> ResultCache::Lookup(std::string_view ns, std::string_
                                               number(read->elements[1]), request_key)));
   Result<RedisReply> value = options_.redis->Command({"GET", value_key});
   if (!value.ok() || value->is_error()) {
-    count(bypassed_);
+    count(lookups_.bypassed);
     return std::nullopt;
   }
   // An outage that began and ended since the check above may have let the MGET read the epoch
   // before this replica's bump: neither serve nor store what it found.
   if (options_.redis->outages() != outages) {
-    count(bypassed_);
+    count(lookups_.bypassed);
     return std::nullopt;
   }
   if (value->type == RedisReply::Type::kString) {
-    count(hits_);
+    count(lookups_.hits);
     return std::move(value->text);
   }
-  count(misses_);
+  count(lookups_.misses);
   ticket.key = value_key;
   ticket.storable = true;
   return std::nullopt;

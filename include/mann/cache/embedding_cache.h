@@ -47,6 +47,7 @@
 #include <string_view>
 #include <vector>
 
+#include <mann/cache/lookup_counters.h>
 #include <mann/cache/redis.h>
 #include <mann/core/status.h>
 #include <mann/encode/router.h>
@@ -88,9 +89,7 @@ class RedisEmbeddingCache final : public encode::SharedEmbeddingCache {
   void WarnOnce(const std::string& what);
 
   const RedisEmbeddingCacheOptions options_;
-  metrics::Counter* hits_ = nullptr;
-  metrics::Counter* misses_ = nullptr;
-  metrics::Counter* bypassed_ = nullptr;
+  const LookupCounters lookups_;
   metrics::Counter* rejected_ = nullptr;
   std::atomic<bool> warned_{false};
 };

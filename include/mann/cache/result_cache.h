@@ -60,6 +60,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include <mann/cache/lookup_counters.h>
 #include <mann/cache/redis.h>
 
 namespace mann::metrics {
@@ -134,9 +135,7 @@ class ResultCache {
   const ResultCacheOptions options_;
   const bool enabled_;
 
-  metrics::Counter* hits_ = nullptr;
-  metrics::Counter* misses_ = nullptr;
-  metrics::Counter* bypassed_ = nullptr;
+  const LookupCounters lookups_;
   metrics::Counter* evictions_ = nullptr;
   metrics::Counter* invalidations_ = nullptr;
 
